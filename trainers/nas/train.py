@@ -1,0 +1,608 @@
+"""The ``nas`` trainer: build an architecture from its configuration, train it, report objectives.
+
+``train(config, ctx)`` reads
+
+- ``arch``: the architecture space / builder name (``mnasnet``, ``efficientnetv2``, ``spinenet``,
+  ``nasfpn``, ... anything registered with :func:`trainers.nas.register_builder`);
+- the architecture parameters by their space names (missing ones take the space defaults);
+- optional augmentation parameters of the ``randaugment`` / ``autoaugment`` spaces (or
+  ``augment``), applied box-aware by :mod:`trainers.nas.augment_ops`;
+- run settings (:class:`NasTrainConfig`) and build settings (``width_scale``, ``depth_scale``,
+  ``image_size``, ``head_convs``... see ``trainers.nas.BUILD_SETTINGS`` and
+  ``trainers.nas.mobile.MOBILE_SETTINGS``).
+
+Tasks: ``classification`` (``dataset`` ``"digits"`` by default, any :mod:`trainers.data` dataset)
+and ``detection`` (``"synthetic-shapes"`` by default, or ``"coco"`` with ``data_dir``).
+
+Every epoch it reports ``epoch, train_loss, val_loss, metric, lr, epoch_time_s,
+train_images_per_s, params, flops, latency_ms, arch, arch_id, diverged, failed`` plus ``val_acc``
+(classification) or ``map, map_50, map_75, mar_100`` (detection), and ``reward`` when
+``latency_target`` (ms) is set. ``arch_id`` is the space's ``config_id`` over the parameters the
+builder actually read. The epoch count is ``ctx.max_epochs``; the LR follows a cosine schedule
+over it. Checkpoints (:mod:`trainers.checkpoint`) are written every ``checkpoint_every`` epochs
+and ``ctx.restore_dir`` resumes from one.
+
+Failures never raise out of the trainer: a NaN/inf loss reports once with ``diverged=1,
+failed=1``; running out of (CUDA or CPU) memory reports once with ``failed=1``; both carry
+``failure_reason``, ``metric=0``, ``val_loss=1e9`` and return. Invalid configurations raise
+:class:`~spaces.errors.TrainerError` before anything is trained.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spaces.errors import TrainerError
+from trainers.api import TrialContext
+
+__all__ = ["NasTrainConfig", "TrackedConfig", "train", "WORST_LOSS"]
+
+WORST_LOSS = 1e9
+TASKS = ("classification", "detection")
+DETECTION_DATASETS = ("synthetic-shapes", "synthetic", "coco")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+class TrackedConfig(dict):
+    """A plain ``dict`` that records which keys were read (``[]``, ``get``, ``pick``).
+
+    Builders treat it as a mapping (``trainers.nas`` builders) or through the
+    ``ArchConfig.pick`` protocol; ``used`` then holds the parameters that shaped the model.
+    """
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._used: set[str] = set()
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self._used.add(key)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def pick(self, name: str) -> Any:
+        return self[name]
+
+    @property
+    def used(self) -> set[str]:
+        return set(self._used)
+
+
+@dataclass(frozen=True)
+class NasTrainConfig:
+    """Run settings of the ``nas`` trainer (all optional).
+
+    Args:
+        arch: architecture space / builder name.
+        task: ``"classification"`` or ``"detection"``.
+        dataset: ``None`` means ``"digits"`` (classification) or ``"synthetic-shapes"``
+            (detection).
+        data_dir, download, val_fraction, num_workers: as in :class:`trainers.data.DataConfig`.
+        data_fraction: fraction in (0, 1] of the training images (proxy tasks).
+        image_size: input side in pixels (default 32 classification, 64 detection).
+        num_classes: override the number of classes inferred from the data.
+        num_train_images / num_val_images: size of the synthetic detection splits (before
+            ``data_fraction``).
+        batch_size: training batch size.
+        optimizer: ``"sgd"`` (momentum, nesterov) or ``"adamw"``.
+        lr, momentum, weight_decay, label_smoothing: optimisation; ``lr`` is the peak of a
+            cosine schedule over ``ctx.max_epochs`` epochs (after ``warmup_epochs`` linear warm-up).
+        grad_clip: clip the gradient norm to this value (``None``: no clipping).
+        latency_target: latency target in ms; when set, ``reward`` is reported.
+        reward: ``"soft"`` (``metric * (target / latency) ** reward_weight``) or ``"hard"``
+            (``metric * min(target / latency, 1)``).
+        latency_device: ``"cpu"`` (default, comparable across machines of one cluster),
+            ``"auto"`` (the training device) or ``"cuda"``.
+        latency_warmup / latency_repeats: timed runs at batch 1 (median reported).
+        augment: ``"randaugment"``, ``"autoaugment"``, ``"none"`` or ``None`` (inferred from the
+            augmentation parameters present).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:i]"``.
+        deterministic: ``torch.use_deterministic_algorithms(True, warn_only=True)``.
+        checkpoint_every: checkpoint every N epochs (0: never; the last epoch is always saved
+            when N > 0).
+    """
+
+    arch: str = "mnasnet"
+    task: str = "classification"
+    dataset: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    data_fraction: float = 1.0
+    val_fraction: float = 0.2
+    image_size: int | None = None
+    num_classes: int | None = None
+    num_train_images: int = 256
+    num_val_images: int = 64
+    num_workers: int = 0
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.0
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+    latency_target: float | None = None
+    reward: str = "soft"
+    reward_weight: float = 0.07
+    latency_device: str = "cpu"
+    latency_warmup: int = 3
+    latency_repeats: int = 10
+    augment: str | None = None
+    device: str = "auto"
+    deterministic: bool = False
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.optimizer.lower() not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.reward not in ("soft", "hard"):
+            problems.append(f"reward must be 'soft' or 'hard', got {self.reward!r}")
+        if not 0 < float(self.data_fraction) <= 1:
+            problems.append(f"data_fraction must be in (0, 1], got {self.data_fraction!r}")
+        if not float(self.lr) > 0:
+            problems.append(f"lr must be > 0, got {self.lr!r}")
+        for name, low in (("batch_size", 1), ("num_train_images", 1), ("num_val_images", 1),
+                          ("latency_repeats", 1), ("latency_warmup", 0), ("warmup_epochs", 0),
+                          ("checkpoint_every", 0), ("num_workers", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                problems.append(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.image_size is not None and int(self.image_size) < 8:
+            problems.append(f"image_size must be >= 8, got {self.image_size!r}")
+        if self.latency_target is not None and not float(self.latency_target) > 0:
+            problems.append(f"latency_target must be > 0 ms, got {self.latency_target!r}")
+        if self.latency_device not in ("cpu", "auto", "cuda") and not str(self.latency_device).startswith("cuda:"):
+            problems.append(f"latency_device must be 'cpu', 'auto' or 'cuda[:i]', got {self.latency_device!r}")
+        if self.task == "detection" and self.dataset is not None and self.dataset not in DETECTION_DATASETS:
+            problems.append(f"detection dataset must be one of {DETECTION_DATASETS}, got {self.dataset!r}")
+        if problems:
+            raise TrainerError("invalid nas trainer settings: " + "; ".join(problems))
+
+    @property
+    def resolved_dataset(self) -> str:
+        if self.dataset is not None:
+            return self.dataset
+        return "digits" if self.task == "classification" else "synthetic-shapes"
+
+    @property
+    def resolved_image_size(self) -> int:
+        if self.image_size is not None:
+            return int(self.image_size)
+        return 32 if self.task == "classification" else 64
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build_setting_names() -> set[str]:
+    from trainers.nas import BUILD_SETTINGS
+    from trainers.nas.mobile import MOBILE_SETTINGS
+
+    return set(BUILD_SETTINGS) | set(MOBILE_SETTINGS)
+
+
+def _augment_names() -> set[str]:
+    from spaces.library import get_space
+
+    return set(get_space("randaugment").params) | set(get_space("autoaugment").params)
+
+
+def split_config(config: Mapping[str, Any]):
+    """``(run settings, architecture space, complete TrackedConfig for the builder)``.
+
+    Raises ``TrainerError`` for keys that are neither run/build settings nor parameters of the
+    architecture or augmentation spaces, naming the closest valid keys.
+    """
+    from spaces.library import get_space
+
+    arch = str(config.get("arch", NasTrainConfig.arch)).lower()
+    try:
+        space = get_space(arch)
+    except Exception as e:  # SpaceError: unknown space
+        raise TrainerError(f"arch: {e}") from None
+    run_fields = NasTrainConfig.field_names()
+    build_fields = _build_setting_names()
+    known = run_fields | build_fields | set(space.params) | _augment_names()
+    unknown = sorted(k for k in config if k not in known)
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, sorted(known), n=3, cutoff=0.6)
+            hints.append(f"{k!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+        raise TrainerError(
+            f"unknown nas trainer config keys for arch {arch!r}: {', '.join(hints)}; valid run settings: "
+            f"{sorted(run_fields)}; build settings: {sorted(build_fields)}; plus the parameters of "
+            f"space {arch!r} and of the randaugment/autoaugment spaces"
+        )
+    run = {k: v for k, v in config.items() if k in run_fields}
+    run["arch"] = arch
+    if "image_size" in space.params and "image_size" not in run:  # e.g. spinenet_scaling
+        run["image_size"] = space.default().get("image_size")
+    try:
+        settings = NasTrainConfig(**run)
+    except TypeError as e:
+        raise TrainerError(f"invalid nas trainer settings: {e}") from None
+    arch_values = dict(space.default())
+    arch_values.update({k: v for k, v in config.items() if k in space.params})
+    # drop parameters made inactive by the given values; keep the rest for validation
+    arch_values = {k: v for k, v in arch_values.items() if space.is_active(k, arch_values)}
+    try:
+        space.validate(arch_values)
+    except Exception as e:
+        raise TrainerError(f"invalid architecture for space {arch!r}: {e}") from None
+    builder_cfg = TrackedConfig(arch_values)
+    builder_cfg.update({k: v for k, v in config.items() if k in build_fields})
+    if "image_size" in build_fields:
+        dict.__setitem__(builder_cfg, "image_size", settings.resolved_image_size)
+    return settings, space, builder_cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+class _DetectionAugment(Dataset):
+    """Applies a box-aware policy to ``(image, target)`` samples of a detection dataset."""
+
+    def __init__(self, base: Dataset, policy):
+        self.base, self.policy = base, policy
+        self.num_classes = getattr(base, "num_classes", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, target = self.base[index]
+        return self.policy(image, target)
+
+
+def _classification_loaders(cfg: NasTrainConfig, policy, seed: int):
+    from trainers.data import DataConfig, build_datasets, build_loaders
+
+    data_cfg = DataConfig(
+        dataset=cfg.resolved_dataset, data_dir=cfg.data_dir, download=cfg.download,
+        data_fraction=float(cfg.data_fraction), image_size=cfg.resolved_image_size,
+        val_fraction=float(cfg.val_fraction), num_workers=cfg.num_workers, batch_size=cfg.batch_size,
+    )
+    train_ds, val_ds, num_classes = build_datasets(data_cfg, train_transform=policy)
+    train_loader, val_loader = build_loaders(train_ds, val_ds, data_cfg, seed=seed)
+    return train_loader, val_loader, num_classes
+
+
+def _detection_loaders(cfg: NasTrainConfig, policy, seed: int):
+    from trainers.nas.detection_data import SyntheticShapes, collate_detection, detection_loaders
+
+    size = cfg.resolved_image_size
+    if cfg.resolved_dataset == "coco":
+        train_loader, val_loader, n = detection_loaders(
+            "coco", cfg.batch_size, size, data_dir=cfg.data_dir, num_workers=cfg.num_workers, seed=0)
+        train_ds = train_loader.dataset
+        if policy is not None:
+            train_ds = _DetectionAugment(train_ds, policy)
+    else:
+        n_train = max(1, int(round(cfg.num_train_images * float(cfg.data_fraction))))
+        train_ds = SyntheticShapes(n_train, size, seed=0)
+        val_ds = SyntheticShapes(cfg.num_val_images, size, seed=10_000)
+        n = SyntheticShapes.num_classes
+        if policy is not None:
+            train_ds = _DetectionAugment(train_ds, policy)
+        val_loader = DataLoader(val_ds, cfg.batch_size, shuffle=False, collate_fn=collate_detection,
+                                num_workers=cfg.num_workers)
+    gen = torch.Generator().manual_seed(int(seed))
+    train_loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, generator=gen,
+                              collate_fn=collate_detection, num_workers=cfg.num_workers,
+                              drop_last=len(train_ds) > cfg.batch_size)
+    return train_loader, val_loader, n
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainerError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA/CPU out-of-memory errors (``torch.OutOfMemoryError`` or the message)."""
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(err, oom_type):
+        return True
+    if isinstance(err, MemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _measure_objectives(model: nn.Module, cfg: NasTrainConfig, device: torch.device) -> dict[str, float]:
+    from trainers.nas import objectives
+
+    shape = (1, 3, cfg.resolved_image_size, cfg.resolved_image_size)
+    cpu_model = copy.deepcopy(model).cpu()
+    out: dict[str, float] = {
+        "params": objectives.count_params(model),
+        "flops": objectives.count_flops(cpu_model, shape),
+    }
+    lat_dev = device if cfg.latency_device == "auto" else torch.device(cfg.latency_device)
+    if lat_dev.type == "cuda" and not torch.cuda.is_available():
+        lat_dev = torch.device("cpu")
+    lat_model = cpu_model if lat_dev.type == "cpu" else copy.deepcopy(model).to(lat_dev)
+    out["latency_ms"] = objectives.measure_latency(lat_model, shape, lat_dev, cfg.latency_warmup,
+                                                   cfg.latency_repeats)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer
+
+
+class NasTrainer:
+    """One trial of the ``nas`` trainer (see the module docstring); use :func:`train`."""
+
+    def __init__(self, config: Mapping[str, Any], ctx: TrialContext):
+        self.ctx = ctx
+        self.cfg, self.space, self.builder_cfg = split_config(config)
+        self.raw_config = dict(config)
+        self.max_epochs = int(ctx.max_epochs)
+        self.device = _resolve_device(self.cfg.device)
+        self.epoch = 0
+        self.objectives: dict[str, float] = {}
+        self.arch_id = ""
+        self.model: nn.Module | None = None
+
+    # -- setup --------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        from trainers.nas import get_builder
+        from trainers.nas.augment_ops import policy_from_config
+
+        cfg, ctx = self.cfg, self.ctx
+        Path(ctx.trial_dir).mkdir(parents=True, exist_ok=True)
+        _seed_everything(ctx.seed)
+        torch.set_num_threads(max(1, int(getattr(ctx, "num_cpus", 1) or 1)))
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        policy = policy_from_config(self.raw_config, seed=ctx.seed)
+        if cfg.task == "classification":
+            self.train_loader, self.val_loader, n = _classification_loaders(cfg, policy, ctx.seed)
+        else:
+            self.train_loader, self.val_loader, n = _detection_loaders(cfg, policy, ctx.seed)
+        self.num_classes = int(cfg.num_classes or n)
+        model = get_builder(cfg.arch)(self.builder_cfg, cfg.task, self.num_classes)
+        used = self.builder_cfg.used & set(self.space.params)
+        self.arch_id = self.space.config_id(dict(self.builder_cfg), used=used)
+        self.objectives = _measure_objectives(model, cfg, self.device)
+        self.model = model.to(self.device)
+        self.optimizer = self._make_optimizer(self.model)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(cfg.label_smoothing))
+
+    def _lr_factor(self, epoch: int) -> float:
+        warm = self.cfg.warmup_epochs
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        span = max(1, self.max_epochs - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - warm) / span)))
+
+    def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for p in model.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": float(cfg.weight_decay)},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer.lower() == "adamw":
+            return torch.optim.AdamW(groups, lr=float(cfg.lr))
+        return torch.optim.SGD(groups, lr=float(cfg.lr), momentum=float(cfg.momentum),
+                               nesterov=float(cfg.momentum) > 0)
+
+    def _restore(self) -> None:
+        from trainers.checkpoint import load_checkpoint
+
+        if self.ctx.restore_dir is None:
+            return
+        info = load_checkpoint(self.ctx.restore_dir, model=self.model, optimizer=self.optimizer,
+                               scheduler=self.scheduler, map_location=self.device)
+        self.epoch = int(info["epoch"])
+        extra = info.get("extra") or {}
+        self.objectives = dict(extra.get("objectives", self.objectives))
+        self.ctx.logger.info("resumed from %s at epoch %d", self.ctx.restore_dir, self.epoch)
+
+    # -- epochs -------------------------------------------------------------------------------
+    def _step(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise _Diverged(f"non-finite training loss ({loss.item()}) at epoch {self.epoch + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.grad_clip))
+        self.optimizer.step()
+
+    def _train_epoch(self) -> tuple[float, int]:
+        model, dev = self.model, self.device
+        model.train()
+        # the shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches
+        gen = getattr(self.train_loader, "generator", None)
+        if gen is not None:
+            gen.manual_seed(int(self.ctx.seed) * 100_003 + self.epoch)
+        total, images = 0.0, 0
+        for batch in self.train_loader:
+            if self.cfg.task == "classification":
+                x, y = batch
+                x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+                loss = self.criterion(model(x), y)
+                n = len(x)
+            else:
+                imgs, targets = batch
+                imgs = [im.to(dev) for im in imgs]
+                targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
+                loss = sum(model(imgs, targets).values())
+                n = len(imgs)
+            self._step(loss)
+            total += float(loss.item()) * n
+            images += n
+        return total / max(1, images), images
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        model, dev = self.model, self.device
+        if self.cfg.task == "classification":
+            model.eval()
+            loss_sum, correct, n = 0.0, 0, 0
+            for x, y in self.val_loader:
+                x, y = x.to(dev), torch.as_tensor(y).to(dev)
+                logits = model(x)
+                loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                n += len(x)
+            acc = correct / max(1, n)
+            return {"val_loss": loss_sum / max(1, n), "val_acc": acc, "metric": acc}
+        from trainers.nas.metrics import evaluate_detection
+
+        # losses need train mode in torchvision detectors: keep BatchNorm statistics frozen
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        loss_sum, n = 0.0, 0
+        for imgs, targets in self.val_loader:
+            imgs = [im.to(dev) for im in imgs]
+            targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
+            loss_sum += float(sum(model(imgs, targets).values())) * len(imgs)
+            n += len(imgs)
+        out = evaluate_detection(model, self.val_loader, dev)
+        out["val_loss"] = loss_sum / max(1, n)
+        out["metric"] = out["map"]
+        return out
+
+    # -- reporting ----------------------------------------------------------------------------
+    def _base_metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"arch": self.cfg.arch, "arch_id": self.arch_id}
+        out.update(self.objectives)
+        return out
+
+    def _reward(self, metric: float) -> dict[str, float]:
+        from trainers.nas.objectives import reward
+
+        if self.cfg.latency_target is None or "latency_ms" not in self.objectives:
+            return {}
+        return {"reward": reward(metric, max(self.objectives["latency_ms"], 1e-9),
+                                 float(self.cfg.latency_target), self.cfg.reward,
+                                 float(self.cfg.reward_weight))}
+
+    def _failure(self, reason: str, diverged: bool) -> None:
+        metrics = self._base_metrics()
+        metrics.update({
+            "epoch": self.epoch + 1, "train_loss": WORST_LOSS, "val_loss": WORST_LOSS,
+            "metric": 0.0, "diverged": int(diverged), "failed": 1, "failure_reason": reason,
+            "lr": float(self.optimizer.param_groups[0]["lr"]) if getattr(self, "optimizer", None) else 0.0,
+        })
+        if self.cfg.task == "classification":
+            metrics["val_acc"] = 0.0
+        else:
+            metrics.update({"map": 0.0, "map_50": 0.0})
+        if self.cfg.latency_target is not None:
+            metrics["reward"] = 0.0
+        self.ctx.logger.warning("trial failed: %s", reason)
+        self.ctx.report(metrics)
+
+    def _checkpoint(self, metrics: dict[str, Any]) -> None:
+        from trainers.checkpoint import save_checkpoint
+
+        every = int(self.cfg.checkpoint_every)
+        done = self.epoch
+        if every <= 0 or not (done % every == 0 or done == self.max_epochs):
+            self.ctx.report(metrics)
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="nas_ckpt_", dir=str(self.ctx.trial_dir)))
+        try:
+            save_checkpoint(tmp, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                            epoch=done, best_metric=float(metrics["metric"]),
+                            extra={"objectives": dict(self.objectives), "arch_id": self.arch_id})
+            self.ctx.report(metrics, checkpoint_dir=tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def fit(self) -> None:
+        try:
+            self._setup()
+            self._restore()
+            while self.epoch < self.max_epochs:
+                start = time.perf_counter()
+                train_loss, images = self._train_epoch()
+                train_s = time.perf_counter() - start
+                lr = float(self.optimizer.param_groups[0]["lr"])
+                self.scheduler.step()
+                evals = self._evaluate()
+                if not math.isfinite(evals["val_loss"]):
+                    raise _Diverged(f"non-finite validation loss at epoch {self.epoch + 1}")
+                self.epoch += 1
+                metrics = self._base_metrics()
+                metrics.update({
+                    "epoch": self.epoch, "train_loss": train_loss, **evals, "lr": lr,
+                    "epoch_time_s": time.perf_counter() - start,
+                    "train_images_per_s": images / max(train_s, 1e-9),
+                    "diverged": 0, "failed": 0,
+                })
+                metrics.update(self._reward(float(evals["metric"])))
+                self._checkpoint(metrics)
+                if self.ctx.should_stop():
+                    break
+        except _Diverged as e:
+            self._failure(f"diverged: {e}", diverged=True)
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is turned into a report
+            if not is_out_of_memory(e):
+                raise
+            self.model = None
+            self.optimizer = getattr(self, "optimizer", None)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if len(text) > 200:
+                text = text[:197] + "..."
+            self._failure(f"out of memory ({type(e).__name__}): {text}", diverged=False)
+
+
+def train(config: dict, ctx: TrialContext) -> None:
+    """The ``nas`` trainer: build ``config["arch"]`` from its parameters, train, report.
+
+    Raises:
+        TrainerError: invalid configuration (unknown key, bad setting, invalid architecture),
+            before anything is trained. Divergence and out-of-memory are reported, not raised.
+    """
+    NasTrainer(config, ctx).fit()
