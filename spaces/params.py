@@ -1,0 +1,619 @@
+"""Parameter types: the :class:`Param` base with ``Param.from_dict``, :class:`Categorical`,
+:class:`Ordinal`, :class:`Int`, :class:`Float` and :class:`Constant`.
+
+Also holds the small value helpers that every other ``spaces`` module shares (``_rng``, ``_py``,
+``_key``, ``_is_int``, ...) and the ``_INACTIVE`` sentinel. This is the bottom layer of the
+search-space modules: it imports nothing from ``spaces`` except :mod:`spaces.errors`
+(``params <- conditions / forbidden <- space``). Pure Python + numpy.
+
+Parameters are frozen dataclasses validated in ``__post_init__``.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from spaces.errors import SpaceError
+
+# Marks an inactive parameter (in batch-sampled columns and in the exact counter's memo keys).
+_INACTIVE = object()
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def _py(v: Any) -> Any:
+    """numpy scalars -> python scalars; tuples/lists recursively."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return type(v)(_py(x) for x in v)
+    return v
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _key(v: Any) -> Any:
+    """Hash key that keeps bools apart from ints (True != 1 for choices)."""
+    if isinstance(v, (bool, np.bool_)):
+        return ("__bool__", bool(v))
+    return v
+
+
+def _hashable_tuple(values: Any, what: str, name: str) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"parameter {name!r}: {what} must be a sequence, got {values!r}")
+    out = tuple(tuple(v) if isinstance(v, list) else _py(v) for v in values)
+    if not out:
+        raise ValueError(f"parameter {name!r}: {what} must not be empty")
+    seen = set()
+    dups = []
+    for v in out:
+        try:
+            k = _key(v)
+            if k in seen:
+                dups.append(v)
+            seen.add(k)
+        except TypeError:
+            raise ValueError(f"parameter {name!r}: {what} value {v!r} is not hashable") from None
+    if dups:
+        raise ValueError(f"parameter {name!r}: {what} contains duplicates {dups!r}")
+    return out
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"parameter name must be a non-empty string, got {name!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+
+class Param:
+    """Behaviour shared by every parameter type (the fields live on the dataclasses)."""
+
+    name: str
+    default: Any
+    meta: dict | None
+    is_discrete: bool = True
+    orderable: bool = False
+    type_name: str = ""
+
+    @property
+    def values(self) -> tuple:
+        raise ValueError(f"parameter {self.name!r} is continuous and has no finite value list")
+
+    @property
+    def cardinality(self) -> int | float:
+        return len(self.values)
+
+    def contains(self, v: Any) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def normalize(self, v: Any) -> Any:
+        return _py(v)
+
+    def sample(self, rng: np.random.Generator | int | None = None) -> Any:
+        return self._draw(float(_rng(rng).random()))
+
+    # u in [0, 1) -> value. Used by the precomputed sampling plan.
+    def _draw(self, u: float) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # vectorised: numeric column (indices for choice params, values for numbers)
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _column_values(self, col: np.ndarray) -> np.ndarray:
+        return col.astype(object)
+
+    def _column_of(self, v: Any) -> float:
+        """Map a value to the numeric-column representation used in vector conditions."""
+        return v
+
+    def _order_key(self, v: Any) -> Any:
+        return v
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_dict(d: Mapping) -> "Param":
+        if not isinstance(d, Mapping):
+            raise SpaceError(f"parameter spec must be a mapping, got {d!r}")
+        kind = str(d.get("type", "")).lower()
+        cls = _PARAM_TYPES.get(kind)
+        name = d.get("name", "?")
+        if cls is None:
+            raise SpaceError(
+                f"parameter {name!r}: unknown type {d.get('type')!r}; "
+                f"valid types: {', '.join(sorted(_PARAM_TYPES))}"
+            )
+        kw = {k: v for k, v in d.items() if k != "type"}
+        try:
+            if "choices" in kw:
+                kw["choices"] = tuple(tuple(c) if isinstance(c, list) else c for c in kw["choices"])
+            if "sequence" in kw:
+                kw["sequence"] = tuple(tuple(c) if isinstance(c, list) else c for c in kw["sequence"])
+            return cls(**kw)
+        except TypeError as e:
+            raise SpaceError(f"parameter {name!r} ({kind}): bad fields: {e}") from None
+
+    def _meta_dict(self, d: dict) -> dict:
+        if self.meta:
+            d["meta"] = dict(self.meta)
+        return d
+
+
+class _ChoiceMixin(Param):
+    """Shared by Categorical and Ordinal: a finite tuple of values stored as indices."""
+
+    _choices: tuple
+
+    def _init_choices(self, choices: tuple) -> None:
+        object.__setattr__(self, "_lookup", {_key(v): i for i, v in enumerate(choices)})
+        arr = np.empty(len(choices), dtype=object)
+        for i, v in enumerate(choices):
+            arr[i] = v
+        object.__setattr__(self, "_obj", arr)
+
+    @property
+    def values(self) -> tuple:
+        return self._choices
+
+    @property
+    def cardinality(self) -> int:
+        return len(self._choices)
+
+    def index(self, v: Any) -> int:
+        try:
+            return self._lookup[_key(_py(v) if isinstance(v, np.generic) else v)]
+        except (KeyError, TypeError):
+            raise ValueError(f"{v!r} is not a value of parameter {self.name!r}") from None
+
+    def contains(self, v: Any) -> bool:
+        try:
+            return _key(_py(v) if isinstance(v, np.generic) else v) in self._lookup
+        except TypeError:
+            return False
+
+    def normalize(self, v: Any) -> Any:
+        return self._choices[self.index(v)]
+
+    def _column_values(self, col: np.ndarray) -> np.ndarray:
+        return self._obj[col]
+
+    def _column_of(self, v: Any) -> float:
+        return self.index(v)
+
+
+@dataclass(frozen=True)
+class Categorical(_ChoiceMixin):
+    """Unordered finite choice. ``weights`` (optional, non-negative) bias sampling.
+
+    The default is the first choice unless given; it must be one of ``choices``.
+    """
+
+    name: str
+    choices: tuple
+    default: Any = None
+    weights: tuple | None = None
+    meta: dict | None = field(default=None, compare=False)
+    type_name = "categorical"
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        choices = _hashable_tuple(self.choices, "choices", self.name)
+        object.__setattr__(self, "choices", choices)
+        object.__setattr__(self, "_choices", choices)
+        self._init_choices(choices)
+        if self.default is None and not self.contains(None):
+            object.__setattr__(self, "default", choices[0])
+        elif not self.contains(self.default):
+            raise ValueError(
+                f"parameter {self.name!r}: default {self.default!r} is not one of the choices {choices!r}"
+            )
+        else:
+            object.__setattr__(self, "default", self.normalize(self.default))
+        if self.weights is not None:
+            w = tuple(float(x) for x in self.weights)
+            if len(w) != len(choices):
+                raise ValueError(
+                    f"parameter {self.name!r}: {len(w)} weights for {len(choices)} choices"
+                )
+            if any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
+                raise ValueError(
+                    f"parameter {self.name!r}: weights {w!r} must be finite, >= 0 and not all 0"
+                )
+            object.__setattr__(self, "weights", w)
+            total = sum(w)
+            cum = list(np.cumsum([x / total for x in w]))
+            cum[-1] = 1.0
+            object.__setattr__(self, "_cum", tuple(cum))
+            object.__setattr__(self, "_cum_arr", np.asarray(cum))
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+
+    def _draw(self, u: float) -> Any:
+        if self.weights is None:
+            return self._choices[int(u * len(self._choices))]
+        return self._choices[min(bisect.bisect_right(self._cum, u), len(self._choices) - 1)]
+
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:
+        if self.weights is None:
+            return (u * len(self._choices)).astype(np.int64)
+        return np.minimum(np.searchsorted(self._cum_arr, u, side="right"), len(self._choices) - 1)
+
+    def to_dict(self) -> dict:
+        d = {"type": "categorical", "name": self.name, "choices": list(self.choices),
+             "default": self.default}
+        if self.weights is not None:
+            d["weights"] = list(self.weights)
+        return self._meta_dict(d)
+
+    def __hash__(self) -> int:
+        return hash(("categorical", self.name, self.choices))
+
+
+@dataclass(frozen=True)
+class Ordinal(_ChoiceMixin):
+    """Ordered finite sequence; comparisons (GreaterThan/LessThan) use positions."""
+
+    name: str
+    sequence: tuple
+    default: Any = None
+    meta: dict | None = field(default=None, compare=False)
+    type_name = "ordinal"
+    orderable = True
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        seq = _hashable_tuple(self.sequence, "sequence", self.name)
+        object.__setattr__(self, "sequence", seq)
+        object.__setattr__(self, "_choices", seq)
+        self._init_choices(seq)
+        if self.default is None and not self.contains(None):
+            object.__setattr__(self, "default", seq[0])
+        elif not self.contains(self.default):
+            raise ValueError(
+                f"parameter {self.name!r}: default {self.default!r} is not in the sequence {seq!r}"
+            )
+        else:
+            object.__setattr__(self, "default", self.normalize(self.default))
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+
+    def _draw(self, u: float) -> Any:
+        return self._choices[int(u * len(self._choices))]
+
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:
+        return (u * len(self._choices)).astype(np.int64)
+
+    def _order_key(self, v: Any) -> Any:
+        return self.index(v)
+
+    def to_dict(self) -> dict:
+        return self._meta_dict({"type": "ordinal", "name": self.name,
+                                "sequence": list(self.sequence), "default": self.default})
+
+    def __hash__(self) -> int:
+        return hash(("ordinal", self.name, self.sequence))
+
+
+@dataclass(frozen=True)
+class Int(Param):
+    """Integer in ``[low, high]`` (both inclusive), optionally log-uniform or on a ``step`` grid.
+
+    ``log`` needs ``low > 0`` and cannot be combined with ``step > 1``; ``high - low`` must be a
+    multiple of ``step``.
+    """
+
+    name: str
+    low: int
+    high: int
+    default: int | None = None
+    log: bool = False
+    step: int = 1
+    meta: dict | None = field(default=None, compare=False)
+    type_name = "int"
+    orderable = True
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        n = self.name
+        for attr in ("low", "high", "step"):
+            v = getattr(self, attr)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if not _is_int(v):
+                raise ValueError(f"parameter {n!r}: {attr} must be an integer, got {v!r}")
+            object.__setattr__(self, attr, int(v))
+        if self.low > self.high:
+            raise ValueError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
+        if self.step < 1:
+            raise ValueError(f"parameter {n!r}: step={self.step} must be >= 1")
+        if self.log and self.low <= 0:
+            raise ValueError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
+        if self.log and self.step != 1:
+            raise ValueError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
+        if (self.high - self.low) % self.step:
+            raise ValueError(
+                f"parameter {n!r}: high - low = {self.high - self.low} is not a multiple of "
+                f"step={self.step}"
+            )
+        if self.default is None:
+            if self.log:
+                d = int(round(math.sqrt(self.low * self.high)))
+            else:
+                d = self.low + self.step * (((self.high - self.low) // self.step) // 2)
+            object.__setattr__(self, "default", d)
+        elif not self.contains(self.default):
+            raise ValueError(
+                f"parameter {n!r}: default {self.default!r} is outside [{self.low}, {self.high}]"
+                + (f" with step {self.step}" if self.step != 1 else "")
+            )
+        else:
+            object.__setattr__(self, "default", int(self.default))
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise ValueError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+        object.__setattr__(self, "_card", (self.high - self.low) // self.step + 1)
+        if self.log:
+            object.__setattr__(self, "_lo", math.log(self.low - 0.5 if self.low > 0.5 else self.low))
+            object.__setattr__(self, "_hi", math.log(self.high + 0.5))
+
+    @property
+    def values(self) -> tuple:
+        return tuple(range(self.low, self.high + 1, self.step))
+
+    @property
+    def cardinality(self) -> int:
+        return self._card
+
+    def contains(self, v: Any) -> bool:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not _is_int(v):
+            return False
+        return self.low <= v <= self.high and (v - self.low) % self.step == 0
+
+    def normalize(self, v: Any) -> int:
+        return int(v)
+
+    def _draw(self, u: float) -> int:
+        if self.log:
+            v = int(round(math.exp(self._lo + u * (self._hi - self._lo))))
+            return min(max(v, self.low), self.high)
+        return self.low + self.step * int(u * self._card)
+
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:
+        if self.log:
+            v = np.rint(np.exp(self._lo + u * (self._hi - self._lo))).astype(np.int64)
+            return np.clip(v, self.low, self.high)
+        return self.low + self.step * (u * self._card).astype(np.int64)
+
+    def to_dict(self) -> dict:
+        d = {"type": "int", "name": self.name, "low": self.low, "high": self.high,
+             "default": self.default}
+        if self.log:
+            d["log"] = True
+        if self.step != 1:
+            d["step"] = self.step
+        return self._meta_dict(d)
+
+    def __hash__(self) -> int:
+        return hash(("int", self.name, self.low, self.high, self.log, self.step))
+
+
+@dataclass(frozen=True)
+class Float(Param):
+    """Real number in ``[low, high]`` (both inclusive), optionally log-uniform or on a grid.
+
+    ``log`` needs ``low > 0`` and cannot be combined with ``step``; with ``step`` the parameter is
+    discrete (values ``low, low+step, ..., high``).
+    """
+
+    name: str
+    low: float
+    high: float
+    default: float | None = None
+    log: bool = False
+    step: float | None = None
+    meta: dict | None = field(default=None, compare=False)
+    type_name = "float"
+    orderable = True
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        n = self.name
+        for attr in ("low", "high"):
+            v = getattr(self, attr)
+            if not _is_real(v) or not math.isfinite(v):
+                raise ValueError(f"parameter {n!r}: {attr} must be a finite number, got {v!r}")
+            object.__setattr__(self, attr, float(v))
+        if self.low > self.high:
+            raise ValueError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
+        if self.step is not None:
+            if not _is_real(self.step) or not self.step > 0:
+                raise ValueError(f"parameter {n!r}: step must be a number > 0, got {self.step!r}")
+            if self.log:
+                raise ValueError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
+            object.__setattr__(self, "step", float(self.step))
+            k = (self.high - self.low) / self.step
+            if abs(k - round(k)) > 1e-8 * max(1.0, k):
+                raise ValueError(
+                    f"parameter {n!r}: high - low = {self.high - self.low} is not a multiple of "
+                    f"step={self.step}"
+                )
+            object.__setattr__(self, "_card", int(round(k)) + 1)
+            object.__setattr__(self, "is_discrete", True)
+        else:
+            object.__setattr__(self, "is_discrete", self.low == self.high)
+            object.__setattr__(self, "_card", 1 if self.low == self.high else math.inf)
+        if self.default is None:
+            if self.log:
+                d = math.sqrt(self.low * self.high)
+            else:
+                d = (self.low + self.high) / 2
+            if self.step is not None:
+                d = self._snap(d)
+            object.__setattr__(self, "default", d)
+        elif not self.contains(self.default):
+            raise ValueError(
+                f"parameter {n!r}: default {self.default!r} is outside [{self.low}, {self.high}]"
+                + (f" with step {self.step}" if self.step else "")
+            )
+        else:
+            object.__setattr__(self, "default", self.normalize(self.default))
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise ValueError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+        if self.log:
+            object.__setattr__(self, "_lo", math.log(self.low))
+            object.__setattr__(self, "_hi", math.log(self.high))
+
+    def _snap(self, v: float) -> float:
+        i = min(max(int(round((v - self.low) / self.step)), 0), self._card - 1)
+        return float(round(self.low + i * self.step, 12))
+
+    @property
+    def values(self) -> tuple:
+        if self.step is None:
+            if self.low == self.high:
+                return (self.low,)
+            return super().values
+        return tuple(self._snap(self.low + i * self.step) for i in range(self._card))
+
+    @property
+    def cardinality(self) -> int | float:
+        return self._card
+
+    def contains(self, v: Any) -> bool:
+        if not _is_real(v):
+            return False
+        v = float(v)
+        if not (self.low <= v <= self.high):
+            return False
+        if self.step is not None:
+            k = (v - self.low) / self.step
+            return abs(k - round(k)) <= 1e-6
+        return True
+
+    def normalize(self, v: Any) -> float:
+        v = float(v)
+        return self._snap(v) if self.step is not None else v
+
+    def _draw(self, u: float) -> float:
+        if self.step is not None:
+            return self._snap(self.low + self.step * int(u * self._card))
+        if self.log:
+            return min(max(math.exp(self._lo + u * (self._hi - self._lo)), self.low), self.high)
+        return self.low + u * (self.high - self.low)
+
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:
+        if self.step is not None:
+            return np.round(self.low + self.step * (u * self._card).astype(np.int64), 12)
+        if self.log:
+            return np.clip(np.exp(self._lo + u * (self._hi - self._lo)), self.low, self.high)
+        return self.low + u * (self.high - self.low)
+
+    def to_dict(self) -> dict:
+        d = {"type": "float", "name": self.name, "low": self.low, "high": self.high,
+             "default": self.default}
+        if self.log:
+            d["log"] = True
+        if self.step is not None:
+            d["step"] = self.step
+        return self._meta_dict(d)
+
+    def __hash__(self) -> int:
+        return hash(("float", self.name, self.low, self.high, self.log, self.step))
+
+
+@dataclass(frozen=True)
+class Constant(Param):
+    """A fixed value (one choice)."""
+
+    name: str
+    value: Any
+    meta: dict | None = field(default=None, compare=False)
+    type_name = "constant"
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        v = _py(self.value)
+        if isinstance(v, list):
+            v = tuple(v)
+        try:
+            hash(v)
+        except TypeError:
+            raise ValueError(f"parameter {self.name!r}: constant value {v!r} is not hashable") from None
+        object.__setattr__(self, "value", v)
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+
+    @property
+    def default(self) -> Any:  # type: ignore[override]
+        return self.value
+
+    @property
+    def values(self) -> tuple:
+        return (self.value,)
+
+    @property
+    def cardinality(self) -> int:
+        return 1
+
+    def contains(self, v: Any) -> bool:
+        try:
+            return _key(_py(v)) == _key(self.value) or (
+                isinstance(v, list) and tuple(v) == self.value)
+        except TypeError:
+            return False
+
+    def normalize(self, v: Any) -> Any:
+        return self.value
+
+    def _draw(self, u: float) -> Any:
+        return self.value
+
+    def _draw_column(self, u: np.ndarray) -> np.ndarray:
+        return np.zeros(len(u), dtype=np.int64)
+
+    def _column_values(self, col: np.ndarray) -> np.ndarray:
+        out = np.empty(len(col), dtype=object)
+        out[:] = [self.value] * len(col)
+        return out
+
+    def _column_of(self, v: Any) -> float:
+        return 0
+
+    def to_dict(self) -> dict:
+        return self._meta_dict({"type": "constant", "name": self.name, "value": self.value})
+
+    def __hash__(self) -> int:
+        return hash(("constant", self.name, self.value))
+
+
+_PARAM_TYPES: dict[str, type] = {
+    "categorical": Categorical, "ordinal": Ordinal, "int": Int, "float": Float,
+    "constant": Constant,
+}
