@@ -1,0 +1,174 @@
+"""The Ray side of the trial contract: a TrialContext over ``ray.tune`` and the function
+trainable that turns a Tune config into ``trainer(config, ctx)``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ray import tune
+
+# keys the searchers add to a Tune config; never reach the trainer
+DUPLICATE_KEY = "_archtune_duplicate_of"
+REUSE_KEY = "_archtune_reuse"
+MARKER_KEYS = (DUPLICATE_KEY, REUSE_KEY)
+
+try:  # the real base class when the trainers stream has landed
+    from trainers.api import TrialContext as _Base
+except Exception:  # noqa: BLE001 - contract is structural; keep working without it
+    _Base = object
+
+
+class RayTrialContext(_Base):
+    """TrialContext for a trial running inside Ray Tune.
+
+    ``report`` wraps ``ray.tune.report`` (with ``Checkpoint.from_directory`` when the trainer
+    gives a checkpoint folder); ``restore_dir`` is the trial's latest checkpoint (own, after a
+    retry or resume; another trial's, after a PBT exploit) materialised inside the trial dir.
+    """
+
+    def __init__(self, *, seed: int, max_epochs: int, num_cpus: int = 1,
+                 exp_dir: str | None = None, logger: logging.Logger | None = None) -> None:
+        ctx = tune.get_context()
+        self.trial_id = ctx.get_trial_id() or "local"
+        if exp_dir and "://" not in exp_dir:
+            # the trial's own folder in the experiment storage (stable across retries,
+            # resumes and actor reuse; Ray's get_trial_dir() is a per-actor scratch dir)
+            from .runner import trial_dirname_for
+
+            self._trial_dir = Path(exp_dir) / trial_dirname_for(self.trial_id)
+        else:
+            self._trial_dir = Path(ctx.get_trial_dir() or tempfile.mkdtemp(prefix="archtune_"))
+        self._trial_dir.mkdir(parents=True, exist_ok=True)
+        self.trial_name = ctx.get_trial_name() or self.trial_id
+        self.seed = int(seed)
+        self.max_epochs = int(max_epochs)
+        self.num_cpus = max(1, int(_trial_cpus(ctx, num_cpus)))
+        self.logger = logger or logging.getLogger(f"archtune.trial.{self.trial_name}")
+        self._restore_dir: Path | None = None
+        self._restore_loaded = False
+        self.reports = 0
+
+    # --- TrialContext -------------------------------------------------------------------
+    @property
+    def trial_dir(self) -> Path:
+        return self._trial_dir
+
+    @property
+    def restore_dir(self) -> Path | None:
+        if not self._restore_loaded:
+            self._restore_loaded = True
+            ckpt = tune.get_checkpoint()
+            if ckpt is not None:
+                dest = self._trial_dir / "restore"
+                if dest.exists():
+                    shutil.rmtree(dest, ignore_errors=True)
+                dest.mkdir(parents=True)
+                self._restore_dir = Path(ckpt.to_directory(str(dest)))
+        return self._restore_dir
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | Path | None = None) -> None:
+        clean = {k: _clean_value(v) for k, v in metrics.items()}
+        self.reports += 1
+        if checkpoint_dir is not None:
+            tune.report(clean, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        else:
+            tune.report(clean)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def _trial_cpus(ctx: Any, default: float) -> float:
+    """CPUs Ray reserved for this trial (fractional reservations round down, min 1)."""
+    try:
+        return float(ctx.get_trial_resources().required_resources.get("CPU", default))
+    except Exception:  # noqa: BLE001 - outside Tune or an older resources API
+        return default
+
+
+def _clean_value(v: Any) -> Any:
+    """Tune and TensorBoard want finite plain numbers; inf/nan become 1e9 / stay nan."""
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            v = v.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, float) and math.isinf(v):
+        return 1e9 if v > 0 else -1e9
+    return v
+
+
+def make_trainable(*, trainer: Callable, space: Any, data: Mapping[str, Any],
+                   fixed: Mapping[str, Any], seed: int, max_epochs: int, num_cpus: float,
+                   snap: bool = False, exp_dir: str | None = None) -> Callable[[dict], None]:
+    """Function trainable: Tune config -> merge data settings + fixed -> drop inactive ->
+    ``trainer(config, RayTrialContext)``. A config the searcher marked as a duplicate reports
+    the earlier trial's result without training. ``snap`` maps PB2's continuous proposals onto
+    the space's values."""
+    data = dict(data)
+    fixed = dict(fixed)
+
+    def archtune_trial(config: dict) -> None:
+        cfg = dict(config)
+        reuse = cfg.pop(REUSE_KEY, None)
+        dup_of = cfg.pop(DUPLICATE_KEY, None)
+        if reuse is not None:
+            out = dict(reuse)
+            out["duplicate"] = 1
+            out["duplicate_of"] = str(dup_of)
+            tune.report({k: _clean_value(v) for k, v in out.items()})
+            return
+        cfg = _strip_inactive(cfg)
+        if snap:
+            cfg = snap_to_space(space, cfg)
+        cfg.update(fixed)
+        try:
+            cfg = space.canonical(cfg)
+        except Exception:  # noqa: BLE001 - canonical is a normaliser; keep the raw config
+            pass
+        trial_cfg = {**data, **cfg}
+        digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+        trial_seed = seed + int(digest[:8], 16) % 10_000
+        ctx = RayTrialContext(seed=trial_seed, max_epochs=max_epochs, num_cpus=num_cpus,
+                              exp_dir=exp_dir)
+        trainer(trial_cfg, ctx)
+
+    return archtune_trial
+
+
+def _strip_inactive(cfg: dict) -> dict:
+    try:
+        from spaces.compile.tune import strip_inactive
+
+        return strip_inactive(cfg)
+    except ImportError:
+        return {k: v for k, v in cfg.items() if v is not None}
+
+
+def snap_to_space(space: Any, cfg: dict) -> dict:
+    """Nearest valid value per parameter (PB2 proposes floats for discrete params)."""
+    out = dict(cfg)
+    for name, v in cfg.items():
+        if name not in space:
+            continue
+        p = space[name]
+        try:
+            if p.contains(v):
+                continue
+        except Exception:  # noqa: BLE001
+            pass
+        if getattr(p, "is_discrete", False):
+            vals = [x for x in p.values if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            if vals and isinstance(v, (int, float)):
+                out[name] = min(vals, key=lambda x: abs(x - v))
+        elif hasattr(p, "low"):
+            out[name] = min(max(v, p.low), p.high)
+    return out

@@ -1,0 +1,176 @@
+"""A compact live progress view of an experiment (a Ray Tune callback).
+
+One line: ``[name] 12/20 done (3 pruned, 1 errored, 1 dup) | 2 running | best val_acc=0.9312
+(trial 4b2c_00003) | 1m23s``. On a TTY the line refreshes in place (carriage return); otherwise
+a new line is printed only when the counts or the best change.
+Retries (a failed trial restarted from its checkpoint) are counted and saved to
+``retries.json`` in the experiment folder so the results table survives a resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+
+class ProgressCallback(Callback):
+    def __init__(self, name: str, metric: str, mode: str, max_epochs: int,
+                 exp_dir: str | Path | None = None, stream: TextIO | None = None,
+                 total: int | None = None, enabled: bool = True) -> None:
+        self.name = name
+        self.metric = metric
+        self.mode = mode
+        self.max_epochs = max_epochs
+        self.exp_dir = Path(exp_dir) if exp_dir else None
+        self.total = total
+        self.enabled = enabled
+        self._stream = stream
+        self.retries: dict[str, int] = self._load_retries()
+        self.status: dict[str, str] = {}
+        self.running: set[str] = set()
+        self.best: float | None = None
+        self.best_trial: str | None = None
+        self._last: dict[str, dict] = {}
+        self._t0 = time.time()
+        self._last_line = ""
+        self._last_print = 0.0
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_stream"] = None
+        return d
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    # --- persistence ------------------------------------------------------------------
+    def _load_retries(self) -> dict[str, int]:
+        if self.exp_dir and (self.exp_dir / "retries.json").is_file():
+            try:
+                return dict(json.loads((self.exp_dir / "retries.json").read_text()))
+            except (OSError, ValueError):
+                pass
+        return {}
+
+    def _save_retries(self) -> None:
+        if not self.exp_dir:
+            return
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.exp_dir / f".retries.json.{os.getpid()}"
+        tmp.write_text(json.dumps(self.retries))
+        os.replace(tmp, self.exp_dir / "retries.json")
+
+    # --- hooks ------------------------------------------------------------------------
+    def setup(self, **info) -> None:
+        self._t0 = time.time()
+        self.retries.update(self._load_retries())
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.trial_id)
+        self._render(trials)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._last[trial.trial_id] = result
+        v = result.get(self.metric)
+        if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("diverged"):
+            if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
+                self.best, self.best_trial = float(v), trial.trial_id
+        self._render(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        r = trial.last_result or self._last.get(trial.trial_id, {})
+        self.status[trial.trial_id] = classify(r, self.max_epochs)
+        self._render(trials, force=True)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self._save_retries()
+        self._render(trials, force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.running.discard(trial.trial_id)
+        self.status[trial.trial_id] = "errored"
+        self._render(trials, force=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.running.clear()
+        self._render(None, force=True)
+        if self.enabled and self.stream.isatty():
+            print(file=self.stream, flush=True)
+
+    # --- view -------------------------------------------------------------------------
+    def line(self, trials=None) -> str:
+        counts: dict[str, int] = {}
+        for s in self.status.values():
+            counts[s] = counts.get(s, 0) + 1
+        done = sum(counts.values())
+        running = len(self.running)
+        if trials is not None:
+            running = sum(1 for t in trials if t.status == "RUNNING")
+        total = f"/{self.total}" if self.total else ""
+        labels = (("pruned", "pruned"), ("diverged", "diverged"), ("errored", "errored"),
+                  ("duplicate", "dup"))
+        extras = [f"{counts[k]} {lbl}" for k, lbl in labels if counts.get(k)]
+        retries = sum(self.retries.values())
+        if retries:
+            extras.append(f"{retries} retries")
+        head = f"[{self.name}] {done}{total} done"
+        if extras:
+            head += f" ({', '.join(extras)})"
+        parts = [head, f"{running} running"]
+        if self.best is not None:
+            parts.append(f"best {self.metric}={self.best:.4g} ({self.best_trial})")
+        parts.append(_fmt_elapsed(time.time() - self._t0))
+        return " | ".join(parts)
+
+    def _render(self, trials=None, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        line = self.line(trials)
+        # a new line (non-TTY) only when counts or the best change, not for running churn
+        body = " | ".join(p for p in line.split(" | ")[:-1] if not p.endswith(" running"))
+        tty = self.stream.isatty()
+        now = time.time()
+        if tty:
+            if force or now - self._last_print > 0.5:
+                self.stream.write("\r\x1b[2K" + line)
+                self.stream.flush()
+                self._last_print = now
+        elif body != self._last_line:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self._last_line = body
+
+
+def classify(result: dict[str, Any] | None, max_epochs: int, error: bool = False) -> str:
+    """completed | pruned | diverged | errored | duplicate, from a trial's last result."""
+    if error:
+        return "errored"
+    result = result or {}
+    if result.get("duplicate"):
+        return "duplicate"
+    if result.get("diverged"):
+        return "diverged"
+    reached = result.get("epoch", result.get("training_iteration"))
+    if reached is None:
+        return "errored"
+    if reached < max_epochs:
+        return "pruned"
+    return "completed"
+
+
+def _fmt_elapsed(s: float) -> str:
+    s = int(s)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -1,0 +1,129 @@
+"""Experiment report: a table of trials, the best configuration, and PNG plots.
+
+``make_report(DIR)`` reads ``results.csv``/``best.json`` (written by ``run``/``resume``) and the
+per-trial TensorBoard scalars for time series, and writes into ``DIR/report/``:
+
+- ``best_so_far.png``: best objective so far vs elapsed time (trial completion order);
+- ``param_<name>.png``: objective vs each of the top parameters (most varied first).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .runner import Results
+
+__all__ = ["make_report", "format_table"]
+
+_SHOW_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s")
+
+
+def format_table(res: Results, max_rows: int = 50) -> str:
+    df = res.dataframe
+    if df.empty:
+        return "(no trials)"
+    cols = ["trial_id", "status", "retries", "epochs"]
+    metrics = [res.metric] + [m for m in _SHOW_METRICS if m != res.metric]
+    cols += [m for m in metrics if m in df.columns]
+    cfg_cols = [c for c in df.columns if c.startswith("config/")]
+    cols += cfg_cols[:8]
+    view = df[[c for c in cols if c in df.columns]].copy()
+    view.columns = [c[len("config/"):] if c.startswith("config/") else c for c in view.columns]
+    if res.metric in view.columns:
+        view = view.sort_values(res.metric, ascending=res.mode == "min", na_position="last")
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        return view.head(max_rows).to_string(index=False)
+
+
+def _top_params(df: pd.DataFrame, metric: str, k: int = 6) -> list[str]:
+    """Config columns ordered by how much the objective varies across their values."""
+    scores = []
+    y = pd.to_numeric(df.get(metric), errors="coerce")
+    for c in df.columns:
+        if not c.startswith("config/"):
+            continue
+        col = df[c]
+        if col.nunique(dropna=True) < 2:
+            continue
+        try:
+            if pd.api.types.is_numeric_dtype(col) and col.nunique() > 6:
+                spread = abs(pd.Series(y).corr(pd.to_numeric(col, errors="coerce")))
+            else:
+                g = pd.Series(y).groupby(col.astype(str)).mean()
+                spread = float(g.max() - g.min())
+        except Exception:  # noqa: BLE001
+            spread = 0.0
+        scores.append((0.0 if spread is None or math.isnan(spread) else spread, c))
+    return [c for _, c in sorted(scores, reverse=True)[:k]]
+
+
+def make_report(path: str | Path, *, plots: bool = True) -> dict[str, Any]:
+    """Write the report; returns {"table": str, "best": {...}, "plots": [paths]}."""
+    res = Results.load(path)
+    out = Path(path) / "report"
+    table = format_table(res)
+    written: list[str] = []
+    df = res.dataframe
+    if plots and not df.empty and res.metric in df.columns:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out.mkdir(parents=True, exist_ok=True)
+        y = pd.to_numeric(df[res.metric], errors="coerce")
+        ok = df["status"].isin(["completed", "pruned", "duplicate"]) & y.notna()
+        # best so far vs time: trials ordered by when their last result arrived
+        if "timestamp" in df.columns:
+            ts = pd.to_numeric(df["timestamp"], errors="coerce")
+            tt = pd.to_numeric(df.get("time_total_s", 0), errors="coerce").fillna(0)
+            t = ts - (ts - tt).min()
+        else:
+            t = pd.Series(range(len(df)), index=df.index, dtype=float)
+        d = pd.DataFrame({"t": t, "y": y})[ok].dropna().sort_values("t")
+        if not d.empty:
+            t0 = 0.0
+            best = d["y"].cummax() if res.mode == "max" else d["y"].cummin()
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.step(d["t"] - t0, best, where="post", label=f"best {res.metric}")
+            ax.scatter(d["t"] - t0, d["y"], s=12, alpha=0.5, label="trials")
+            ax.set_xlabel("elapsed (s)")
+            ax.set_ylabel(res.metric)
+            ax.set_title("best so far")
+            ax.legend()
+            fig.tight_layout()
+            p = out / "best_so_far.png"
+            fig.savefig(p, dpi=90)
+            plt.close(fig)
+            written.append(str(p))
+        for c in _top_params(df[ok], res.metric):
+            name = c[len("config/"):]
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            col = df.loc[ok, c]
+            if pd.api.types.is_numeric_dtype(col) and col.nunique() > 1:
+                ax.scatter(col, y[ok], s=14)
+                if (col.dropna() > 0).all() and col.max() / max(col.min(), 1e-300) > 100:
+                    ax.set_xscale("log")
+            else:
+                # inactive (conditional) parameters are NaN in the table
+                cats = ["inactive" if pd.isna(v) else str(v) for v in col]
+                order = sorted(set(cats))
+                ax.scatter([order.index(v) for v in cats], y[ok], s=14)
+                ax.set_xticks(range(len(order)))
+                ax.set_xticklabels(order, rotation=30, ha="right")
+            ax.set_xlabel(name)
+            ax.set_ylabel(res.metric)
+            fig.tight_layout()
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            p = out / f"param_{safe}.png"
+            fig.savefig(p, dpi=90)
+            plt.close(fig)
+            written.append(str(p))
+    return {"table": table, "best": {"metric": res.metric, "mode": res.mode,
+                                     "best_metric": res.best_metric, "trial": res.best_trial,
+                                     "config": res.best_config},
+            "plots": written, "results": res}

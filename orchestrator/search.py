@@ -1,0 +1,359 @@
+"""Searcher and scheduler factories.
+
+- ``random``: :class:`SpaceSearcher`, the space's own seeded sampler as a Tune ``Searcher``;
+  a configuration already tried is never trained again (the trial reports the earlier result
+  and is counted as ``duplicate``).
+- ``grid``: :class:`GridSearcher`, every distinct valid configuration once.
+- ``tpe``: :class:`PruningOptunaSearch`, Optuna TPE define-by-run over ``to_optuna(space)``;
+  trials a scheduler stopped early are told to Optuna as PRUNED with their intermediate values
+  (Ray would record them COMPLETE with a truncated value, which misleads TPE).
+- schedulers: fifo, asha, hyperband, median, pbt, pb2 (``max_t`` is the experiment's
+  ``max_epochs``; time is ``training_iteration`` = epochs reported).
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+
+from spaces.errors import SpecError
+
+TIME_ATTR = "training_iteration"
+# result keys Ray fills in itself; never part of a reused (duplicate) result
+_RAY_KEYS = {
+    "done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s",
+    "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
+    "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint", "experiment_tag",
+    "duplicate", "duplicate_of",
+}
+
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+
+def _atomic_pickle(obj: Any, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f)
+    os.replace(tmp, path)
+
+
+class SpaceSearcher(Searcher):
+    """Random search with the space's own seeded sampler (conditions and forbidden clauses
+    respected). ``suggest`` returns a config dict, or ``None`` while a duplicate's original
+    is still running. Duplicates (same ``space.config_id``) are answered with the earlier
+    result instead of training again."""
+
+    def __init__(self, space: Any, *, seed: int | None = 0, metric: str | None = None,
+                 mode: str | None = None, max_tries: int = 1) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self._rng = np.random.default_rng(seed)
+        self._max_tries = max(1, int(max_tries))
+        self._by_id: dict[str, str] = {}        # config_id -> first trial id
+        self._trial_cfg: dict[str, str] = {}    # trial id -> config_id
+        self._results: dict[str, dict] = {}     # config_id -> final result of the first trial
+        self._failed: set[str] = set()          # config ids whose first trial errored
+        self._pending: dict | None = None        # duplicate waiting for its original
+        self.n_suggested = 0
+        self.n_duplicates = 0
+
+    # -- Searcher API ------------------------------------------------------------------
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        cfg = self._pending
+        if cfg is None:
+            for _ in range(self._max_tries):
+                cfg = self.space.canonical(self.space.sample(self._rng))
+                if self.space.config_id(cfg) not in self._by_id:
+                    break
+        cid = self.space.config_id(cfg)
+        first = self._by_id.get(cid)
+        if first is None or cid in self._failed:
+            self._pending = None
+            self._failed.discard(cid)
+            self._by_id[cid] = trial_id
+            self._trial_cfg[trial_id] = cid
+            self.n_suggested += 1
+            return dict(cfg)
+        if cid not in self._results:  # the original is still running: wait for it
+            self._pending = cfg
+            return None
+        self._pending = None
+        self.n_suggested += 1
+        self.n_duplicates += 1
+        self._trial_cfg[trial_id] = cid
+        from orchestrator.adapter import DUPLICATE_KEY, REUSE_KEY
+
+        return {**cfg, DUPLICATE_KEY: first, REUSE_KEY: dict(self._results[cid])}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        cid = self._trial_cfg.get(trial_id)
+        if cid is None or self._by_id.get(cid) != trial_id:
+            return
+        if error or not result:
+            self._failed.add(cid)
+            return
+        self._results[cid] = {k: v for k, v in result.items()
+                              if k not in _RAY_KEYS and "/" not in k
+                              and isinstance(v, (int, float, str, bool))}
+
+    # -- state ---------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {
+            "rng": self._rng.bit_generator.state, "by_id": dict(self._by_id),
+            "trial_cfg": dict(self._trial_cfg), "results": dict(self._results),
+            "failed": set(self._failed), "pending": self._pending,
+            "n_suggested": self.n_suggested, "n_duplicates": self.n_duplicates,
+            "metric": self._metric, "mode": self._mode,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._by_id = dict(state["by_id"])
+        self._trial_cfg = dict(state["trial_cfg"])
+        self._results = dict(state["results"])
+        self._failed = set(state["failed"])
+        self._pending = state["pending"]
+        self.n_suggested = state["n_suggested"]
+        self.n_duplicates = state["n_duplicates"]
+        self._metric, self._mode = state["metric"], state["mode"]
+
+    def save(self, checkpoint_path: str) -> None:
+        _atomic_pickle(self.get_state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+class GridSearcher(Searcher):
+    """Every distinct valid configuration of a discrete space, in ``space.iter_configs``
+    order; ``Searcher.FINISHED`` afterwards."""
+
+    def __init__(self, space: Any, *, metric: str | None = None, mode: str | None = None) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.configs = [space.canonical(c) for c in space.iter_configs()]
+        self._next = 0
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self._next >= len(self.configs):
+            return Searcher.FINISHED
+        cfg = self.configs[self._next]
+        self._next += 1
+        return dict(cfg)
+
+    def on_trial_complete(self, trial_id, result=None, error=False) -> None:
+        pass
+
+    def get_state(self) -> dict:
+        return {"next": self._next, "metric": self._metric, "mode": self._mode}
+
+    def set_state(self, state: dict) -> None:
+        self._next = state["next"]
+        self._metric, self._mode = state["metric"], state["mode"]
+
+    def save(self, checkpoint_path: str) -> None:
+        _atomic_pickle(self.get_state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+class PruningOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about early-stopped trials: a trial whose
+    last result is below ``max_t`` epochs (and did not diverge) is PRUNED, with every
+    intermediate value reported. Forbidden configurations raised as ``TrialPruned`` by the
+    define-by-run function are told PRUNED and re-asked."""
+
+    def __init__(self, *args, max_t: int, time_attr: str = TIME_ATTR, **kwargs):
+        self._max_t = int(max_t)
+        self._time_attr = time_attr
+        self._reported: dict[str, set] = {}
+        self.n_pruned_told = 0
+        super().__init__(*args, **kwargs)
+
+    def suggest(self, trial_id: str):
+        import optuna
+
+        for _ in range(100):
+            try:
+                return super().suggest(trial_id)
+            except optuna.TrialPruned:
+                ot_trial = self._ot_trials.pop(trial_id)
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        raise SpecError("the space's forbidden clauses rejected 100 Optuna proposals in a "
+                        "row; the space is (nearly) empty")
+
+    def save(self, checkpoint_path: str) -> None:
+        # the define-by-run function is a closure: plain pickle cannot hold it
+        import ray.cloudpickle as cloudpickle
+
+        tmp = f"{checkpoint_path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            cloudpickle.dump(self.__dict__.copy(), f)
+        os.replace(tmp, checkpoint_path)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value, step = result.get(self.metric), result.get(self._time_attr)
+        if value is None or step is None:
+            return
+        seen = self._reported.setdefault(trial_id, set())
+        if step in seen:
+            return
+        seen.add(step)
+        self._ot_trials[trial_id].report(float(value), int(step))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        import optuna
+
+        if (not error and result and trial_id in self._ot_trials
+                and trial_id not in self._completed_trials
+                and result.get(self.metric) is not None and not result.get("diverged")):
+            reached = result.get("epoch", result.get(self._time_attr, self._max_t))
+            if reached is not None and reached < self._max_t:
+                # the scheduler's STOP result never reached on_trial_result
+                self.on_trial_result(trial_id, result)
+                try:
+                    self._ot_study.tell(self._ot_trials[trial_id],
+                                        state=optuna.trial.TrialState.PRUNED)
+                except Exception:  # noqa: BLE001 - e.g. NaN intermediate values
+                    super().on_trial_complete(trial_id, result=result, error=error)
+                    return
+                self.n_pruned_told += 1
+                self._completed_trials.add(trial_id)
+                self._reported.pop(trial_id, None)
+                return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def make_searcher(exp: Any, space: Any):
+    """The Tune search algorithm for ``exp`` (``None`` for PBT/PB2, which draw their own
+    population through ``param_space``)."""
+    s = exp.searcher
+    seed = s.seed if s.seed is not None else exp.seed
+    if exp.scheduler.type in ("pbt", "pb2"):
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=seed)
+    if s.type == "random":
+        return SpaceSearcher(space, seed=seed, metric=exp.metric, mode=exp.mode)
+    if s.type == "grid":
+        size = space.size()
+        if size == math.inf or size > s.max_grid_size:
+            raise SpecError(f"{exp.source or 'experiment'}: key 'searcher.type': grid search "
+                            f"over {size} configurations exceeds the limit {s.max_grid_size}")
+        return GridSearcher(space, metric=exp.metric, mode=exp.mode)
+    if s.type == "tpe":
+        import optuna
+
+        from spaces.compile.optuna import to_optuna
+
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
+                                             multivariate=s.multivariate)
+        storage = optuna.storages.RDBStorage(s.storage) if s.storage else None
+        return PruningOptunaSearch(space=to_optuna(space), metric=exp.metric, mode=exp.mode,
+                                   sampler=sampler, storage=storage,
+                                   study_name=s.study_name or exp.name, max_t=exp.max_epochs)
+    raise SpecError(f"unknown searcher type {s.type!r}")
+
+
+def pbt_mutations(space: Any, *, pb2: bool = False) -> dict[str, Any]:
+    """Parameters PBT may perturb: those marked ``meta.mutable`` if any are, otherwise every
+    unconditional, non-architecture, non-constant parameter. PBT gets value lists (discrete)
+    or tune domains (Float); PB2 gets numeric ``[low, high]`` bounds."""
+    from ray import tune
+
+    params = space.params
+    # conditional parameters are left alone: perturbing an inactive one means nothing
+    marked = [n for n, p in params.items()
+              if (p.meta or {}).get("mutable") and not space.conditions_for(n)]
+    names = marked or [
+        n for n, p in params.items()
+        if not (p.meta or {}).get("arch") and type(p).__name__ != "Constant"
+        and not space.conditions_for(n)
+    ]
+    out: dict[str, Any] = {}
+    for n in names:
+        p = params[n]
+        if type(p).__name__ == "Constant":
+            continue
+        if p.is_discrete:
+            vals = list(space.discrete_values(n))
+            if len(vals) < 2:
+                continue
+            if pb2:
+                nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                if len(nums) == len(vals):
+                    out[n] = [min(nums), max(nums)]
+            else:
+                out[n] = vals
+        elif hasattr(p, "low"):
+            if pb2:
+                out[n] = [p.low, p.high]
+            else:
+                out[n] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+    return out
+
+
+def make_scheduler(exp: Any, space: Any):
+    """The Tune trial scheduler for ``exp`` (``None`` = FIFO)."""
+    from ray.tune import schedulers as S
+
+    sc = exp.scheduler
+    o = dict(sc.options)
+    max_t = exp.max_epochs
+    if sc.type == "fifo":
+        return None
+    if sc.type == "asha":
+        return S.ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t,
+                               grace_period=int(o.get("grace_period", 1)),
+                               reduction_factor=o.get("reduction_factor", 2),
+                               brackets=int(o.get("brackets", 1)))
+    if sc.type == "hyperband":
+        return S.HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_t,
+                                    reduction_factor=o.get("reduction_factor", 3))
+    if sc.type == "median":
+        return S.MedianStoppingRule(time_attr=TIME_ATTR, grace_period=o.get("grace_period", 1),
+                                    min_samples_required=o.get("min_samples_required", 3),
+                                    hard_stop=o.get("hard_stop", True))
+    if sc.type == "pbt":
+        kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "resample_probability",
+                                "synch") if k in o}
+        if "perturbation_factors" in o:
+            kw["perturbation_factors"] = tuple(o["perturbation_factors"])
+        return S.PopulationBasedTraining(
+            time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
+            hyperparam_mutations=pbt_mutations(space), **kw)
+    if sc.type == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
+
+        kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "synch") if k in o}
+        return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
+                   hyperparam_bounds=pbt_mutations(space, pb2=True), **kw)
+    raise SpecError(f"unknown scheduler type {sc.type!r}")
+
+
+def perturbation_interval(exp: Any) -> int:
+    return int(exp.scheduler.options.get("perturbation_interval", 2))

@@ -1,0 +1,223 @@
+"""Experiment-level TensorBoard logging as a Ray Tune callback.
+
+Layout under ``<experiment dir>/tensorboard``::
+
+    events.*                 ONE HParams experiment config: every space parameter + the metrics,
+                             and experiment scalars (best-so-far of the objective)
+    <trial name>/events.*    per-trial scalars (every numeric metric, per epoch) + that trial's
+                             HParams session start/end
+
+Ray's own TensorBoard logger writes one HParams config per trial holding only that trial's
+parameters, so TensorBoard drops the columns of other (conditional) parameters; this callback
+writes a single config covering the whole space. Uses tensorboard's own writer (no TensorFlow).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ray.tune import Callback
+
+# Ray bookkeeping keys that are numeric but not metrics
+_SKIP = {"done", "training_iteration", "timestamp", "pid", "time_this_iter_s",
+         "iterations_since_restore", "time_since_restore", "should_checkpoint"}
+DEFAULT_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s", "lr")
+
+
+def _hparam_value(v: Any) -> Any:
+    if isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        import numpy as np
+
+        if isinstance(v, np.generic):
+            return _hparam_value(v.item())
+    except ImportError:  # pragma: no cover
+        pass
+    return str(v)
+
+
+def _domain_spec(p: Any) -> tuple:
+    """Plain-data description of a parameter's domain (picklable; no space kept)."""
+    if getattr(p, "is_discrete", False):
+        vals = [_hparam_value(v) for v in p.values]
+        types = {type(v) for v in vals}
+        if len(types) == 1:
+            return ("discrete", sorted(set(vals)))
+        return ("discrete", sorted({str(v) for v in vals}))
+    if hasattr(p, "low"):
+        return ("real", float(p.low), float(p.high))
+    return ("any",)
+
+
+def _domain(spec: tuple):
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    if spec[0] == "discrete":
+        return hp.Discrete(spec[1])
+    if spec[0] == "real":
+        return hp.RealInterval(spec[1], spec[2])
+    return None
+
+
+class _Writer:
+    """Minimal event-file writer (tensorboard's EventFileWriter, no TensorFlow)."""
+
+    def __init__(self, logdir: Path) -> None:
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self._w = EventFileWriter(str(logdir), flush_secs=5)
+
+    def summary(self, summary, step: int = 0, wall_time: float | None = None) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+
+        self._w.add_event(Event(wall_time=wall_time or time.time(), step=int(step),
+                                summary=summary))
+
+    def scalar(self, tag: str, value: float, step: int, wall_time: float | None = None) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        self.summary(Summary(value=[Summary.Value(tag=tag, simple_value=float(value))]),
+                     step, wall_time)
+
+    def flush(self) -> None:
+        self._w.flush()
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class TensorBoardCallback(Callback):
+    """Per-trial scalars + one experiment-level HParams summary.
+
+    Args:
+        logdir: the experiment's ``tensorboard`` folder.
+        space: the SearchSpace (its parameters become the HParams columns).
+        metric, mode: the objective (best-so-far scalar ``best/<metric>``).
+        metrics: metric tags listed in the HParams config (objective first).
+    """
+
+    def __init__(self, logdir: str | Path, space: Any, metric: str, mode: str,
+                 metrics: Iterable[str] = DEFAULT_METRICS) -> None:
+        self.logdir = Path(logdir)
+        self.params = {name: _domain_spec(p) for name, p in space.params.items()}
+        self.metric = metric
+        self.mode = mode
+        self.metrics = [metric] + [m for m in metrics if m != metric]
+        self._writers: dict[str, _Writer] = {}
+        self._exp: _Writer | None = None
+        self._started: set[str] = set()
+        self._ended: set[str] = set()
+        self._best: float | None = None
+        self._n_results = 0
+        self._t0 = time.time()
+
+    def __getstate__(self) -> dict:  # writers are process-local
+        d = dict(self.__dict__)
+        d["_writers"], d["_exp"] = {}, None
+        return d
+
+    # --- writers --------------------------------------------------------------------------
+    def _exp_writer(self) -> _Writer:
+        if self._exp is None:
+            from tensorboard.plugins.hparams import summary_v2 as hp
+
+            self._exp = _Writer(self.logdir)
+            hparams = []
+            for name, spec in self.params.items():
+                dom = _domain(spec)
+                hparams.append(hp.HParam(name, dom) if dom is not None else hp.HParam(name))
+            config = hp.hparams_config_pb(
+                hparams=hparams, metrics=[hp.Metric(m) for m in self.metrics])
+            self._exp.summary(config)
+            self._exp.flush()
+        return self._exp
+
+    def _trial_writer(self, trial) -> _Writer:
+        key = trial.trial_id
+        if key not in self._writers:
+            self._writers[key] = _Writer(self.logdir / _trial_name(trial))
+        return self._writers[key]
+
+    # --- Callback hooks -------------------------------------------------------------------
+    def setup(self, **info) -> None:
+        self._exp_writer()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._start_session(trial)
+
+    def _start_session(self, trial) -> None:
+        if trial.trial_id in self._started:
+            return
+        from tensorboard.plugins.hparams import summary_v2 as hp
+
+        self._exp_writer()
+        self._started.add(trial.trial_id)
+        hparams = {k: _hparam_value(v) for k, v in (trial.config or {}).items()
+                   if k in self.params}
+        self._trial_writer(trial).summary(hp.hparams_pb(hparams, trial_id=trial.trial_id))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._start_session(trial)
+        w = self._trial_writer(trial)
+        step = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
+        for k, v in result.items():
+            if k in _SKIP or k.startswith("config") or isinstance(v, bool):
+                continue
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                w.scalar(k, v, step)
+        w.flush()
+        v = result.get(self.metric)
+        if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("duplicate"):
+            if self._best is None or (v > self._best if self.mode == "max" else v < self._best):
+                self._best = float(v)
+            self._n_results += 1
+            exp = self._exp_writer()
+            exp.scalar(f"best/{self.metric}", self._best, self._n_results)
+            exp.scalar(f"best/{self.metric}_vs_time_s", self._best,
+                       int(time.time() - self._t0))
+            exp.flush()
+
+    def _end(self, trial, status: int) -> None:
+        if trial.trial_id in self._ended:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+        self._start_session(trial)
+        self._ended.add(trial.trial_id)
+        info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+        md = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(
+            session_end_info=info))
+        summary = Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=md,
+                                               tensor=metadata.NULL_TENSOR)])
+        w = self._trial_writer(trial)
+        w.summary(summary)
+        w.flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        from tensorboard.plugins.hparams import api_pb2
+
+        self._end(trial, api_pb2.STATUS_SUCCESS)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        from tensorboard.plugins.hparams import api_pb2
+
+        self._end(trial, api_pb2.STATUS_FAILURE)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+        if self._exp is not None:
+            self._exp.close()
+            self._exp = None
+
+
+def _trial_name(trial) -> str:
+    return str(getattr(trial, "trial_id", trial))

@@ -1,0 +1,140 @@
+"""Fault handling: trial retries from checkpoints, and a SIGKILLed driver resumed with
+``archtune resume`` (finished trials kept, in-flight trials continue from checkpoints)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import Experiment, resume, run
+from trainers_for_tests import TOY_SPACE
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+def test_failing_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
+    exp = Experiment.from_dict(dict(
+        name="retry", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 0}, num_samples=2, max_epochs=3, max_concurrent=2,
+        data={"fail_once_at": 2}, max_failures=2, storage=str(tmp_path)))
+    res = run(exp)
+    df = res.dataframe
+    assert len(df) == 2 and set(df["status"]) == {"completed"}
+    assert (df["retries"] == 1).all() and (df["epochs"] == 3).all()
+    for tid in df["trial_id"]:
+        restores = [json.loads(x) for x in
+                    (Path(res.path) / f"trial_{tid}" / "restores.jsonl").read_text().splitlines()]
+        assert restores == [{"me": tid, "from": tid, "epoch": 1}]  # resumed, not restarted
+    # the table written to disk shows the retries too
+    assert list(Results_load(res.path)["retries"]) == [1, 1]
+
+
+def Results_load(path):
+    import pandas as pd
+
+    return pd.read_csv(Path(path) / "results.csv")
+
+
+def test_trial_exceeding_max_failures_is_errored_and_experiment_finishes(ray_session, tmp_path):
+    exp = Experiment.from_dict(dict(
+        name="err", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 0}, num_samples=2, max_epochs=2, max_concurrent=2,
+        data={"fail_once_at": 1}, max_failures=0, storage=str(tmp_path)))
+    res = run(exp)
+    assert list(res.dataframe["status"]) == ["errored", "errored"]
+    assert res.best_metric is None
+
+
+def _ray_pids(marker: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+            env = (d / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd or marker in env:
+            pids.append(int(d.name))
+    return pids
+
+
+def _trial_states(exp_dir: Path) -> dict[str, tuple[str, float | None]]:
+    from ray.tune import ExperimentAnalysis
+
+    ea = ExperimentAnalysis(str(exp_dir))
+    return {t.trial_id: (t.status, (t.last_result or {}).get("val_acc"),
+                         t.checkpoint is not None) for t in ea.trials}
+
+
+@pytest.mark.slow
+def test_sigkilled_driver_resumes(ray_session, tmp_path):
+    spec = dict(name="killme", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+                searcher={"type": "random", "seed": 5}, num_samples=5, max_epochs=6,
+                max_concurrent=2, data={"sleep": 0.4}, storage=str(tmp_path / "runs"))
+    spec_file = tmp_path / "exp.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    exp_dir = tmp_path / "runs" / "killme"
+    ray_tmp = tempfile.mkdtemp(prefix="atk", dir="/tmp")  # short: Ray socket paths are limited
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}:{REPO}", RAY_TMPDIR=ray_tmp,
+               TUNE_GLOBAL_CHECKPOINT_S="1")
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file)],
+                            cwd=str(tmp_path), env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline:
+            finished = list(exp_dir.glob("trial_*/checkpoint_000005"))
+            # a trial that reported >= 3 of its 6 epochs and is still running
+            partial = [d for d in exp_dir.glob("trial_*") if (d / "checkpoint_000002").exists()
+                       and not (d / "checkpoint_000005").exists()]
+            if len(finished) >= 2 and partial:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail("experiment did not progress in time")
+        time.sleep(2.5)  # let the driver snapshot its experiment state (period 1 s)
+    finally:
+        # SIGKILL the driver and its whole process group (its local Ray), nothing else
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        time.sleep(1)
+        for pid in _ray_pids(ray_tmp):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not (exp_dir / "results.csv").exists()  # it really was interrupted
+    before = _trial_states(exp_dir)
+    done_before = {t: v for t, (s, v, _) in before.items() if s == "TERMINATED"}
+    # in flight with a checkpoint recorded in the saved experiment state
+    in_flight = [t for t, (s, _, ck) in before.items() if s != "TERMINATED" and ck]
+    assert done_before and in_flight, before
+
+    res = resume(exp_dir)
+    df = res.dataframe.set_index("trial_id")
+    assert len(df) == 5 and set(df["status"]) == {"completed"}
+    for tid, acc in done_before.items():  # finished trials kept, not retrained
+        assert df.loc[tid, "val_acc"] == pytest.approx(acc)
+        assert not (exp_dir / f"trial_{tid}" / "restores.jsonl").exists()
+    for tid in in_flight:  # in-flight trials continued from their own checkpoint
+        restores = [json.loads(x) for x in
+                    (exp_dir / f"trial_{tid}" / "restores.jsonl").read_text().splitlines()]
+        assert restores and restores[0]["from"] == tid and restores[0]["epoch"] >= 1
+    assert (exp_dir / "results.csv").exists()

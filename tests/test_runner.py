@@ -1,0 +1,95 @@
+"""run(): the Tuner wiring, Results, files written, PBT exploiting, HyperBand, resources."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator import Experiment, Results, run
+from spaces.errors import SpecError
+from trainers_for_tests import TOY_SPACE
+
+
+def _exp(tmp_path, **kw):
+    d = dict(name="r", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+             searcher={"type": "random", "seed": 0}, num_samples=3, max_epochs=3,
+             max_concurrent=2, storage=str(tmp_path / "runs"))
+    d.update(kw)
+    return Experiment.from_dict(d)
+
+
+def test_run_returns_results_and_writes_files(ray_session, tmp_path):
+    exp = _exp(tmp_path, fixed={"opt": "b"}, data={"sleep": 0.0})
+    res = run(exp)
+    assert isinstance(res, Results)
+    path = Path(res.path)
+    assert path == tmp_path / "runs" / "r"
+    df = res.dataframe
+    assert len(df) == 3 and set(df["status"]) == {"completed"}
+    assert {"trial_id", "status", "retries", "epochs", "val_acc", "config/x",
+            "config/opt", "config/momentum"} <= set(df.columns)
+    assert (df["config/opt"] == "b").all() and (df["epochs"] == 3).all()
+    assert res.best_metric == pytest.approx(df["val_acc"].max())
+    assert res.best_config["opt"] == "b" and "x" in res.best_config
+    assert "sleep" not in res.best_config  # run settings are not part of the config
+    # files: spec for resume, results table, best, tensorboard
+    assert Experiment.from_yaml(path / "experiment.yaml") == exp.replace(
+        storage=exp.storage_root())
+    assert len(pd.read_csv(path / "results.csv")) == 3
+    best = json.loads((path / "best.json").read_text())
+    assert best["best_metric"] == pytest.approx(res.best_metric)
+    assert (path / "tensorboard").is_dir()
+    loaded = Results.load(path)
+    assert loaded.best_config == res.best_config
+    # the same experiment folder is never silently reused
+    with pytest.raises(SpecError, match="resume"):
+        run(exp)
+
+
+def test_trials_get_data_settings_seed_and_resources(ray_session, tmp_path):
+    seen = tmp_path / "seen.jsonl"
+    exp = _exp(tmp_path, trainer="trainers_for_tests:record_trainer",
+               data={"record_to": str(seen), "dataset": "digits"},
+               resources={"cpu": 1}, num_samples=2, max_epochs=1)
+    run(exp)
+    rows = [json.loads(x) for x in seen.read_text().splitlines()]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["dataset"] == "digits" and r["max_epochs"] == 1 and r["num_cpus"] == 1
+        assert Path(r["trial_dir"]).is_dir() and isinstance(r["seed"], int)
+        assert ("momentum" in r["keys"]) == (r["opt"] == "b")
+    assert len({r["trial_dir"] for r in rows}) == 2  # each trial its own folder
+
+
+def test_pbt_exploits_another_trials_checkpoint(ray_session, tmp_path):
+    # synch PBT: every interval the bottom half copies a top-half trial's checkpoint
+    exp = _exp(tmp_path, name="pbt", num_samples=4, max_epochs=4, max_concurrent=4,
+               resources={"cpu": 0.5}, data={"sleep": 0.1},
+               scheduler={"type": "pbt", "options": {"perturbation_interval": 1,
+                                                     "quantile_fraction": 0.5, "synch": True}})
+    res = run(exp)
+    path = Path(res.path)
+    restores = [json.loads(line) for f in path.glob("trial_*/restores.jsonl")
+                for line in f.read_text().splitlines()]
+    exploited = [r for r in restores if r["from"] != r["me"]]
+    assert exploited, f"no PBT exploit observed: {restores}"
+    df = res.dataframe
+    assert len(df) == 4 and df["trial_id"].is_unique
+    assert (df["epochs"] == 4).all()
+
+
+def test_hyperband_pauses_and_resumes_from_checkpoints(ray_session, tmp_path):
+    res = run(_exp(tmp_path, name="hb", num_samples=4, max_epochs=4,
+                   scheduler={"type": "hyperband", "options": {"reduction_factor": 2}}))
+    df = res.dataframe
+    assert len(df) == 4 and set(df["status"]) <= {"completed", "pruned"}
+    assert "completed" in set(df["status"])
+
+
+def test_diverged_trials_are_marked_and_never_best(ray_session, tmp_path):
+    res = run(_exp(tmp_path, name="div", num_samples=2, data={"diverge_at": 2}))
+    df = res.dataframe
+    assert set(df["status"]) == {"diverged"} and (df["val_loss"] == 1e9).all()
+    assert res.best_metric is None

@@ -1,0 +1,182 @@
+"""Searchers and schedulers: random with duplicate reuse, grid, TPE with PRUNED trials, PBT
+mutations."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from orchestrator import Experiment
+from orchestrator.adapter import DUPLICATE_KEY, REUSE_KEY
+from orchestrator.search import (
+    GridSearcher,
+    SpaceSearcher,
+    make_scheduler,
+    make_searcher,
+    pbt_mutations,
+)
+from spaces.formats import load_space
+from trainers_for_tests import DISCRETE_SPACE, TOY_SPACE
+
+
+def _exp(**kw):
+    d = dict(name="s", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+             searcher={"type": "random", "seed": 0}, num_samples=4, max_epochs=4)
+    d.update(kw)
+    return Experiment.from_dict(d)
+
+
+def test_space_searcher_is_seeded_and_valid():
+    space = load_space(TOY_SPACE)
+    a = [SpaceSearcher(space, seed=3).suggest(f"t{i}") for i in range(1)]
+    s1, s2 = SpaceSearcher(space, seed=3), SpaceSearcher(space, seed=3)
+    c1 = [s1.suggest(f"t{i}") for i in range(5)]
+    c2 = [s2.suggest(f"t{i}") for i in range(5)]
+    assert c1 == c2 and c1[0] == a[0]
+    for c in c1:
+        space.validate(c)
+        assert ("momentum" in c) == (c["opt"] == "b")  # inactive params absent
+
+
+def test_space_searcher_reuses_duplicates_and_waits_for_original():
+    space = load_space(DISCRETE_SPACE)  # 6 configs: duplicates come quickly
+    s = SpaceSearcher(space, seed=0, metric="val_acc", mode="max")
+    seen: dict[str, str] = {}
+    n = 0
+    waited = False
+    while n < 20:
+        tid = f"t{n}"
+        cfg = s.suggest(tid)
+        if cfg is None:  # the original of a duplicate is still running: finish it
+            waited = True
+            for first in list(seen.values()):
+                s.on_trial_complete(first, {"val_acc": 0.5, "epoch": 4, "training_iteration": 4})
+            continue
+        n += 1
+        if DUPLICATE_KEY in cfg:
+            assert cfg[REUSE_KEY]["val_acc"] == 0.5 and "training_iteration" not in cfg[REUSE_KEY]
+            cid = space.config_id({k: v for k, v in cfg.items() if not k.startswith("_")})
+            assert cfg[DUPLICATE_KEY] == seen[cid]
+        else:
+            cid = space.config_id(cfg)
+            assert cid not in seen, "a configuration was trained twice"
+            seen[cid] = tid
+    assert waited and s.n_duplicates == 20 - len(seen) and len(seen) <= 6
+
+
+def test_space_searcher_state_round_trip(tmp_path):
+    space = load_space(TOY_SPACE)
+    s = SpaceSearcher(space, seed=1)
+    for i in range(3):
+        s.suggest(f"t{i}")
+    s.on_trial_complete("t0", {"val_acc": 0.3})
+    path = str(tmp_path / "state.pkl")
+    s.save(path)
+    s2 = SpaceSearcher(space, seed=99)
+    s2.restore(path)
+    assert [s.suggest("a"), s.suggest("b")] == [s2.suggest("a"), s2.suggest("b")]
+    assert not list(tmp_path.glob("*.tmp-*"))  # atomic write left no temp file
+
+
+def test_grid_searcher_enumerates_every_config_once():
+    space = load_space(DISCRETE_SPACE)
+    g = GridSearcher(space)
+    got = []
+    while True:
+        c = g.suggest(str(len(got)))
+        if c == GridSearcher.FINISHED:
+            break
+        got.append(c)
+    assert len(got) == 6 == len({space.config_id(c) for c in got})
+
+
+def test_factories():
+    from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    space = load_space(TOY_SPACE)
+    assert make_scheduler(_exp(), space) is None
+    a = make_scheduler(_exp(scheduler={"type": "asha", "options": {"grace_period": 2}}), space)
+    assert isinstance(a, ASHAScheduler) and a._max_t == 4
+    assert isinstance(make_scheduler(_exp(scheduler={"type": "hyperband"}), space),
+                      HyperBandScheduler)
+    assert isinstance(make_scheduler(_exp(scheduler={"type": "median"}), space), MedianStoppingRule)
+    pbt = make_scheduler(_exp(scheduler={"type": "pbt", "perturbation_interval": 2}), space)
+    assert isinstance(pbt, PopulationBasedTraining)
+    tpe = make_searcher(_exp(searcher={"type": "tpe", "seed": 0}), space)
+    assert tpe.metric == "val_acc" and tpe.mode == "max"
+
+
+def test_pbt_mutations_use_mutable_non_arch_params():
+    muts = pbt_mutations(load_space("quicktune_cpu"))
+    assert "lr" in muts and "weight-decay" in muts and "mixup" in muts
+    assert "model" not in muts and "momentum" not in muts  # arch / conditional
+    assert list(muts["lr"]) == sorted(muts["lr"])
+    toy = pbt_mutations(load_space(TOY_SPACE))  # nothing marked: non-arch unconditional
+    assert {"x", "lr", "opt", "depth"} <= set(toy) and "momentum" not in toy
+    bounds = pbt_mutations(load_space(TOY_SPACE), pb2=True)
+    assert bounds["x"] == [0.0, 1.0] and "opt" not in bounds
+
+
+def test_tpe_with_asha_tells_optuna_pruned(ray_session, tmp_path):
+    from orchestrator import run
+
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    exp = _exp(searcher={"type": "tpe", "seed": 0, "n_startup_trials": 3, "storage": db},
+               scheduler={"type": "asha", "options": {"grace_period": 1, "reduction_factor": 3}},
+               num_samples=8, max_concurrent=2, storage=str(tmp_path / "runs"))
+    res = run(exp)
+    study = optuna.load_study(study_name="s", storage=db)
+    states = [t.state for t in study.trials]
+    df = res.dataframe
+    n_pruned = int((df["status"] == "pruned").sum())
+    assert n_pruned >= 1
+    assert states.count(optuna.trial.TrialState.PRUNED) == n_pruned
+    n_completed = int((df["status"] == "completed").sum())
+    assert states.count(optuna.trial.TrialState.COMPLETE) == n_completed
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert t.intermediate_values and max(t.intermediate_values) < 4
+            assert t.value == pytest.approx(t.intermediate_values[max(t.intermediate_values)])
+
+
+def test_random_duplicates_are_not_trained_twice(ray_session, tmp_path):
+    from orchestrator import run
+
+    exp = _exp(space=DISCRETE_SPACE, num_samples=10, max_concurrent=2,
+               storage=str(tmp_path / "runs"))
+    res = run(exp)
+    df = res.dataframe
+    assert len(df) == 10
+    trained = df[df["status"] != "duplicate"]
+    cfg_cols = [c for c in df.columns if c.startswith("config/")]
+    assert not trained.duplicated(cfg_cols).any()
+    dups = df[df["status"] == "duplicate"]
+    assert len(dups) == 10 - len(trained) >= 4
+    for _, row in dups.iterrows():  # reported the original's result
+        orig = trained[(trained[cfg_cols] == row[cfg_cols]).all(axis=1)]
+        assert row["val_acc"] == pytest.approx(float(orig["val_acc"].iloc[0]))
+
+
+def test_grid_runs_every_config(ray_session, tmp_path):
+    from orchestrator import run
+
+    res = run(_exp(space=DISCRETE_SPACE, searcher={"type": "grid"}, max_epochs=2,
+                   max_concurrent=2, storage=str(tmp_path / "runs")))
+    assert len(res.dataframe) == 6 and set(res.dataframe["status"]) == {"completed"}
+    assert res.best_config == {"a": 3, "b": "v"}
+
+
+def test_tpe_searcher_state_round_trip(tmp_path):
+    space = load_space(TOY_SPACE)
+    exp = _exp(searcher={"type": "tpe", "seed": 0, "n_startup_trials": 2})
+    s = make_searcher(exp, space)
+    for i in range(3):
+        cfg = s.suggest(f"t{i}")
+        space.validate(cfg)
+        s.on_trial_complete(f"t{i}", {"val_acc": 0.1 * i, "epoch": 4, "training_iteration": 4})
+    path = str(tmp_path / "tpe.pkl")
+    s.save(path)  # the define-by-run closure must survive
+    s2 = make_searcher(exp, space)
+    s2.restore(path)
+    assert len(s2._ot_study.trials) == 3
+    space.validate(s2.suggest("t3"))

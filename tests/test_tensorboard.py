@@ -1,0 +1,115 @@
+"""TensorBoard callback: per-trial scalars + ONE experiment-level HParams config covering every
+parameter of the space (conditional ones included), read back with tensorboard's own reader."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from tensorboard.backend.event_processing import event_accumulator, plugin_event_multiplexer
+from tensorboard.plugins.hparams import metadata as hp_metadata
+
+from orchestrator.tensorboard import TensorBoardCallback
+from spaces.formats import load_space
+from trainers_for_tests import TOY_SPACE
+
+
+def _trial(tid, config):
+    return SimpleNamespace(trial_id=tid, config=config, status="RUNNING")
+
+
+def _simulate(logdir: Path):
+    space = load_space(TOY_SPACE)
+    cb = TensorBoardCallback(logdir, space, "val_acc", "max")
+    cb.setup()
+    trials = [
+        _trial("t0", {"x": 0.1, "opt": "a", "depth": 1, "lr": 0.01}),
+        _trial("t1", {"x": 0.5, "opt": "b", "depth": 3, "lr": 0.001, "momentum": 0.9}),
+        _trial("t2", {"x": 0.9, "opt": "a", "depth": 2, "lr": 0.1}),
+    ]
+    for t in trials:
+        cb.on_trial_start(0, trials, t)
+    for epoch in (1, 2, 3):
+        for i, t in enumerate(trials):
+            acc = 0.2 * epoch + 0.05 * i
+            cb.on_trial_result(0, trials, t, {"epoch": epoch, "training_iteration": epoch,
+                                              "val_acc": acc, "val_loss": 1 - acc,
+                                              "train_loss": 1.1 - acc, "lr": 0.01,
+                                              "time_total_s": 1.0 * epoch, "diverged": 0})
+    cb.on_trial_complete(0, trials, trials[0])
+    cb.on_trial_complete(0, trials, trials[1])
+    cb.on_trial_error(0, trials, trials[2])
+    cb.on_experiment_end(trials)
+    return space, trials
+
+
+def test_one_experiment_hparams_config_with_every_param(tmp_path):
+    space, trials = _simulate(tmp_path)
+    mux = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(tmp_path))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(hp_metadata.PLUGIN_NAME)
+    experiments = [(run, tag) for run, tags in content.items() for tag in tags
+                   if tag == hp_metadata.EXPERIMENT_TAG]
+    assert len(experiments) == 1, experiments  # exactly one experiment-level config
+    run, tag = experiments[0]
+    exp = hp_metadata.parse_experiment_plugin_data(content[run][tag])
+    names = {h.name for h in exp.hparam_infos}
+    assert names == set(space.params)  # conditional 'momentum' included
+    metrics = {m.name.tag for m in exp.metric_infos}
+    assert {"val_acc", "val_loss", "train_loss"} <= metrics
+    # each trial: a session start with its own hparams and a session end
+    sessions = {}
+    for run_name, tags in content.items():
+        if hp_metadata.SESSION_START_INFO_TAG in tags:
+            info = hp_metadata.parse_session_start_info_plugin_data(
+                tags[hp_metadata.SESSION_START_INFO_TAG])
+            sessions[run_name] = info
+            assert hp_metadata.SESSION_END_INFO_TAG in tags
+    assert set(sessions) == {"t0", "t1", "t2"}
+    assert "momentum" in sessions["t1"].hparams and "momentum" not in sessions["t0"].hparams
+    assert sessions["t2"].hparams["opt"].string_value == "a"
+    assert sessions["t1"].hparams["x"].number_value == 0.5
+
+
+def test_per_trial_scalars_and_best_so_far(tmp_path):
+    _simulate(tmp_path)
+    for tid in ("t0", "t1", "t2"):
+        ea = event_accumulator.EventAccumulator(str(tmp_path / tid))
+        ea.Reload()
+        tags = set(ea.Tags()["scalars"])
+        assert {"val_acc", "val_loss", "train_loss", "lr", "epoch"} <= tags
+        assert "training_iteration" not in tags and "diverged" in tags
+        assert [e.step for e in ea.Scalars("val_acc")] == [1, 2, 3]
+    ea = event_accumulator.EventAccumulator(str(tmp_path))
+    ea.Reload()
+    best = [e.value for e in ea.Scalars("best/val_acc")]
+    assert best == sorted(best) and abs(best[-1] - 0.7) < 1e-6
+
+
+def test_callback_survives_pickling(tmp_path):
+    import pickle
+
+    cb = TensorBoardCallback(tmp_path, load_space(TOY_SPACE), "val_acc", "max")
+    cb.setup()
+    clone = pickle.loads(pickle.dumps(cb))
+    clone.setup()
+    clone.on_experiment_end([])
+    cb.on_experiment_end([])
+
+
+def test_real_run_writes_tensorboard(ray_session, tmp_path):
+    from orchestrator import Experiment, run
+
+    res = run(Experiment.from_dict(dict(
+        name="tb", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 2}, num_samples=3, max_epochs=2,
+        max_concurrent=2, storage=str(tmp_path))))
+    tb = Path(res.path) / "tensorboard"
+    mux = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(tb))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(hp_metadata.PLUGIN_NAME)
+    starts = [r for r, tags in content.items() if hp_metadata.SESSION_START_INFO_TAG in tags]
+    assert sorted(starts) == sorted(res.dataframe["trial_id"])
+    for tid in res.dataframe["trial_id"]:
+        ea = event_accumulator.EventAccumulator(str(tb / tid))
+        ea.Reload()
+        assert len(ea.Scalars("val_acc")) == 2
