@@ -2,6 +2,7 @@
 
     archtune run SPEC [--address ADDR] [--verbose]     run an experiment file
     archtune resume DIR                                continue an interrupted experiment
+    archtune pipeline SPEC [--address ADDR]            run (or continue) a staged NAS pipeline
     archtune submit SPEC --address http://HEAD:8265   run it as a Ray Job on a cluster
     archtune status|logs|stop JOB --address ...        follow / stop a submitted job
     archtune space show NAME|FILE                      describe a search space
@@ -60,6 +61,34 @@ def cmd_resume(a) -> int:
     from .runner import resume
 
     _print_results(resume(a.dir, address=a.address, verbose=a.verbose))
+    return 0
+
+
+def cmd_pipeline(a) -> int:
+    import dataclasses
+
+    from .pipeline import Pipeline, run_pipeline
+
+    pipe = Pipeline.from_yaml(Path(a.spec))
+    if a.storage:
+        pipe = dataclasses.replace(pipe, storage=a.storage)
+    summary = run_pipeline(pipe, address=a.address, verbose=a.verbose)
+    print(f"\npipeline: {summary['path']}")
+    for stage, st in summary["stages"].items():
+        metric = st.get("best_metric")
+        extra = f" best {pipe.metric}={metric:.4f}" if isinstance(metric, float) else ""
+        if stage == "proxy":
+            ch = st["choice"]
+            extra = f" proxy {ch['settings']} for {ch['steps']} steps (tau {ch['tau']:.3f})"
+        print(f"  {stage}: {st['status']}{extra}")
+    best = summary.get("best") or {}
+    if best:
+        print("best architecture:")
+        for k, v in best["architecture"].items():
+            print(f"  {k}: {v}")
+        if "augment" in best:
+            print(f"best augmentation: {best['augment']}")
+    print(f"summary: {Path(summary['path']) / 'pipeline.json'}")
     return 0
 
 
@@ -183,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None)
     r.add_argument("--verbose", action="store_true")
     r.set_defaults(fn=cmd_resume)
+
+    r = sub.add_parser("pipeline", help="run (or continue) a staged NAS pipeline file")
+    r.add_argument("spec")
+    r.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
+    r.add_argument("--verbose", action="store_true", help="show Ray's own output")
+    r.add_argument("--storage", default=None, help="override the pipeline's storage")
+    r.set_defaults(fn=cmd_pipeline)
 
     r = sub.add_parser("submit", help="submit an experiment as a Ray Job")
     r.add_argument("spec")

@@ -114,3 +114,56 @@ def record_trainer(config, ctx):
                              "seed": ctx.seed, "keys": sorted(config), "opt": config["opt"]})
                  + "\n")
     ctx.report({"epoch": 1, "val_acc": 0.5})
+
+
+def curve_recording(config, ctx):
+    """:func:`curve`, first appending the config it was given (space keys) to ``record_to``."""
+    keys = ("x", "lr", "depth", "opt", "momentum")
+    with open(config["record_to"], "a") as fh:
+        fh.write(json.dumps({k: config[k] for k in keys if k in config}) + "\n")
+    curve(config, ctx)
+
+
+curve_recording.supports_checkpoint = True
+
+
+# A toy architecture space (24 architectures) for the NAS pipeline test.
+NAS_TOY_SPACE = {
+    "name": "toy_arch",
+    "parameters": {
+        "depth": {"type": "ordinal", "sequence": [1, 2, 3, 4]},
+        "width": {"type": "ordinal", "sequence": [1, 2, 3]},
+        "op": {"type": "categorical", "choices": ["a", "b"]},
+    },
+}
+
+
+def nas_like(config, ctx):
+    """A fast NAS-like trainer over NAS_TOY_SPACE whose score depends deterministically on the
+    architecture, on the proxy settings and on the augmentation params:
+
+    ``val_acc(e) = quality(arch) * (1 - 0.5**e) + (1 - fidelity) * noise(arch)
+    + 0.5**e * early(arch) + aug``, with ``fidelity = data_fraction * width_scale`` (cheap
+    proxies scramble the ranking) and ``early`` favouring shallow nets in the first epochs (a
+    proxy's tau rises with the step). Appends each call to ``record_to`` when given."""
+    import hashlib
+
+    depth, width, op = int(config["depth"]), int(config["width"]), str(config["op"])
+    quality = 0.4 + 0.1 * depth + 0.03 * width + (0.012 if op == "b" else 0.0)
+    fidelity = float(config.get("data_fraction", 1.0)) * float(config.get("width_scale", 1.0))
+    h = hashlib.sha1(f"{depth}-{width}-{op}".encode()).hexdigest()
+    noise = (int(h[:8], 16) / 0xFFFFFFFF - 0.5) * 0.25
+    early = 0.12 * (4 - depth)
+    aug = 0.0
+    if "num_ops" in config:
+        aug = 0.002 * int(config["magnitude"]) - 0.004 * abs(int(config["num_ops"]) - 2)
+    if config.get("record_to"):
+        keys = ("depth", "width", "op", "data_fraction", "width_scale", "image_size",
+                "num_ops", "magnitude")
+        with open(config["record_to"], "a") as fh:
+            fh.write(json.dumps({"max_epochs": ctx.max_epochs, "trial_dir": str(ctx.trial_dir),
+                                 **{k: config[k] for k in keys if k in config}}) + "\n")
+    for epoch in range(1, ctx.max_epochs + 1):
+        acc = (quality * (1 - 0.5 ** epoch) + (1 - fidelity) * noise
+               + 0.5 ** epoch * early + aug)
+        ctx.report({"epoch": epoch, "val_acc": acc, "val_loss": 1.0 - acc})
