@@ -31,7 +31,8 @@ def config() -> dict:
 
 def test_matches_ray_schema(config):
     schema = json.loads(SCHEMA.read_text())
-    jsonschema.validate(config, schema)
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(config))
+    assert errors == [], [e.message for e in errors]
 
 
 def test_prepare_and_validate_offline(config, monkeypatch):

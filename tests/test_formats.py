@@ -340,7 +340,7 @@ def _cs(tmp_path, mutate, suffix=".json"):
     return _write(tmp_path, f"bad{suffix}", text)
 
 
-def _expect(path, *fragments):
+def _assert_rejected(path, *fragments):
     with pytest.raises(SpaceError) as info:
         load_space(str(path))
     msg = str(info.value)
@@ -351,19 +351,19 @@ def _expect(path, *fragments):
 
 
 def test_bad_unknown_type(tmp_path):
-    _expect(_native(tmp_path, lambda d: d["parameters"]["mom"].update(type="floaty")),
+    _assert_rejected(_native(tmp_path, lambda d: d["parameters"]["mom"].update(type="floaty")),
             "'mom'", "unknown type 'floaty'")
-    _expect(_cs(tmp_path, lambda d: d["hyperparameters"][1].update(type="uniform_real")),
+    _assert_rejected(_cs(tmp_path, lambda d: d["hyperparameters"][1].update(type="uniform_real")),
             "'mom'", "unknown type 'uniform_real'")
     p = _write(tmp_path, "nni.json", json.dumps({"x": {"_type": "choise", "_value": [1]}}))
-    _expect(p, "'x'", "unknown _type 'choise'")
+    _assert_rejected(p, "'x'", "unknown _type 'choise'")
 
 
 def test_bad_condition_on_missing_parent(tmp_path):
-    _expect(_native(tmp_path, lambda d: d.update(
+    _assert_rejected(_native(tmp_path, lambda d: d.update(
         conditions=[{"child": "mom", "parent": "optimizer", "equals": "sgd"}])),
         "'mom'", "'optimizer'", "not a parameter")
-    _expect(_cs(tmp_path, lambda d: d.update(conditions=[
+    _assert_rejected(_cs(tmp_path, lambda d: d.update(conditions=[
         {"type": "EQ", "child": "mom", "parent": "optimizer", "value": "sgd"}]), ".yaml"),
         "'mom'", "'optimizer'", "not a hyperparameter")
 
@@ -373,36 +373,36 @@ def test_bad_cyclic_conditions(tmp_path):
         d["parameters"]["k"] = {"type": "int", "low": 0, "high": 3}
         d["conditions"] = [{"child": "mom", "parent": "k", "greater_than": 0},
                            {"child": "k", "parent": "mom", "less_than": 0.5}]
-    _expect(_native(tmp_path, cyc), "cyclic", "'k'", "'mom'")
+    _assert_rejected(_native(tmp_path, cyc), "cyclic", "'k'", "'mom'")
 
     def cyc_cs(d):
         d["conditions"] = [{"type": "EQ", "child": "mom", "parent": "opt", "value": "sgd"},
                            {"type": "LT", "child": "opt", "parent": "mom", "value": 0.5}]
-    _expect(_cs(tmp_path, cyc_cs), "cyclic", "'mom'", "'opt'")
+    _assert_rejected(_cs(tmp_path, cyc_cs), "cyclic", "'mom'", "'opt'")
 
 
 def test_bad_default_outside_domain(tmp_path):
-    _expect(_native(tmp_path, lambda d: d["parameters"]["mom"].update(default=2.0)),
+    _assert_rejected(_native(tmp_path, lambda d: d["parameters"]["mom"].update(default=2.0)),
             "'mom'", "default 2.0 is outside")
-    _expect(_cs(tmp_path, lambda d: d["hyperparameters"][1].update(default_value=-1.0)),
+    _assert_rejected(_cs(tmp_path, lambda d: d["hyperparameters"][1].update(default_value=-1.0)),
             "'mom'", "default -1.0 is outside")
 
 
 def test_bad_value_outside_choices(tmp_path):
-    _expect(_native(tmp_path, lambda d: d["parameters"]["opt"].update(default="rmsprop")),
+    _assert_rejected(_native(tmp_path, lambda d: d["parameters"]["opt"].update(default="rmsprop")),
             "'opt'", "'rmsprop'", "not one of the choices")
-    _expect(_native(tmp_path, lambda d: d.update(
+    _assert_rejected(_native(tmp_path, lambda d: d.update(
         conditions=[{"child": "mom", "parent": "opt", "equals": "rmsprop"}])),
         "'opt'", "'rmsprop'", "not in the domain")
-    _expect(_cs(tmp_path, lambda d: d.update(
+    _assert_rejected(_cs(tmp_path, lambda d: d.update(
         forbiddens=[{"type": "EQUALS", "name": "opt", "value": "rmsprop"}])),
         "'opt'", "'rmsprop'", "not in the domain")
 
 
 def test_bad_default_violates_forbidden(tmp_path):
-    _expect(_native(tmp_path, lambda d: d.update(forbidden=[{"name": "opt", "equals": "sgd"}])),
+    _assert_rejected(_native(tmp_path, lambda d: d.update(forbidden=[{"name": "opt", "equals": "sgd"}])),
             "default configuration violates forbidden", "opt")
-    _expect(_cs(tmp_path, lambda d: d.update(forbiddens=[
+    _assert_rejected(_cs(tmp_path, lambda d: d.update(forbiddens=[
         {"type": "AND", "clauses": [{"type": "EQUALS", "name": "opt", "value": "sgd"},
                                     {"type": "IN", "name": "mom", "values": [0.5]}]}])),
         "default configuration violates forbidden", "opt", "mom")
@@ -411,10 +411,10 @@ def test_bad_default_violates_forbidden(tmp_path):
 def test_bad_malformed_yaml_names_file_and_line(tmp_path):
     p = _write(tmp_path, "broken.yaml",
                "name: x\nparameters:\n  lr: {type: float, low: 0\n  opt: [a, b]\n")
-    msg = _expect(p, "malformed YAML", "line ")
+    msg = _assert_rejected(p, "malformed YAML", "line ")
     assert "line 4" in msg or "line 3" in msg
     p2 = _write(tmp_path, "broken.json", '{"hyperparameters": [\n  {"name": "a",}\n]}')
-    _expect(p2, "malformed JSON", "line 2")
+    _assert_rejected(p2, "malformed JSON", "line 2")
 
 
 def test_bad_file_reports_every_problem_and_nothing_half_loads(tmp_path):
@@ -422,12 +422,12 @@ def test_bad_file_reports_every_problem_and_nothing_half_loads(tmp_path):
         d["parameters"]["mom"]["type"] = "nope"
         d["parameters"]["x"] = {"type": "int", "low": 5, "high": 1}
         d["conditions"] = [{"child": "ghost", "parent": "opt", "equals": "sgd"}]
-    msg = _expect(_native(tmp_path, many), "'mom'", "'x'", "'ghost'")
+    msg = _assert_rejected(_native(tmp_path, many), "'mom'", "'x'", "'ghost'")
     assert "3 violations" in msg
 
 
 def test_unknown_keys_rejected(tmp_path):
-    _expect(_native(tmp_path, lambda d: d["parameters"]["mom"].update(lowr=0.1)),
+    _assert_rejected(_native(tmp_path, lambda d: d["parameters"]["mom"].update(lowr=0.1)),
             "'mom'", "unknown keys ['lowr']")
 
 
@@ -452,7 +452,7 @@ def test_docs_example_loads_and_round_trips(tmp_path):
 
 
 def test_error_does_not_repeat_parameter_prefix(tmp_path):
-    msg = _expect(_native(tmp_path, lambda d: d["parameters"]["mom"].update(default=2.0)),
+    msg = _assert_rejected(_native(tmp_path, lambda d: d["parameters"]["mom"].update(default=2.0)),
                   "'mom'")
     assert msg.count("parameter 'mom'") == 1
 
@@ -460,10 +460,10 @@ def test_error_does_not_repeat_parameter_prefix(tmp_path):
 def test_duplicate_keys_rejected(tmp_path):
     p = _write(tmp_path, "dup.yaml",
                "parameters:\n  lr: {type: float, low: 0, high: 1}\n  opt: [a, b]\n  lr: [1, 2]\n")
-    _expect(p, "duplicate key 'lr'", "line 4")
+    _assert_rejected(p, "duplicate key 'lr'", "line 4")
     p2 = _write(tmp_path, "dup.json", '{"x": {"_type": "choice", "_value": [1]}, '
                 '"x": {"_type": "uniform", "_value": [0, 1]}}')
-    _expect(p2, "duplicate keys ['x']")
+    _assert_rejected(p2, "duplicate keys ['x']")
 
 
 # ------------------------------------------------------------------------------ property test
