@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from ray import tune
 
 # keys the searchers add to a Tune config; never reach the trainer
@@ -154,21 +156,35 @@ def _strip_inactive(cfg: dict) -> dict:
 
 
 def snap_to_space(space: Any, cfg: dict) -> dict:
-    """Nearest valid value per parameter (PB2 proposes floats for discrete params)."""
+    """``cfg`` with every numeric value moved onto its parameter's domain: PB2 proposes any
+    real in ``[min, max]``, also for Int and for choices of numbers. Int: rounded to its step
+    grid and clamped; a choice (or stepped Float): the nearest allowed number; Float: clamped.
+    Values already valid are normalised (``2.0`` -> ``2`` for an Int); NumPy scalars become
+    Python numbers; non-numeric values are left as they are."""
     out = dict(cfg)
     for name, v in cfg.items():
         if name not in space:
             continue
+        if isinstance(v, np.generic):
+            v = out[name] = v.item()
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
         p = space[name]
         try:
             if p.contains(v):
+                out[name] = p.normalize(v)
                 continue
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - contains/normalize are best effort here
             pass
-        if getattr(p, "is_discrete", False):
-            vals = [x for x in p.values if isinstance(x, (int, float)) and not isinstance(x, bool)]
-            if vals and isinstance(v, (int, float)):
+        kind = type(p).__name__
+        if kind == "Int":
+            k = min(max(round((v - p.low) / p.step), 0), (p.high - p.low) // p.step)
+            out[name] = int(p.low + k * p.step)
+        elif getattr(p, "is_discrete", False):
+            vals = [x for x in p.values
+                    if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            if vals:
                 out[name] = min(vals, key=lambda x: abs(x - v))
         elif hasattr(p, "low"):
-            out[name] = min(max(v, p.low), p.high)
+            out[name] = float(min(max(v, p.low), p.high))
     return out

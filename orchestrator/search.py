@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -282,7 +283,11 @@ def make_searcher(exp: Any, space: Any):
 def pbt_mutations(space: Any, *, pb2: bool = False) -> dict[str, Any]:
     """Parameters PBT may perturb: those marked ``meta.mutable`` if any are, otherwise every
     unconditional, non-architecture, non-constant parameter. PBT gets value lists (discrete)
-    or tune domains (Float); PB2 gets numeric ``[low, high]`` bounds."""
+    or tune domains (Float); PB2 gets numeric ``[low, high]`` bounds: Float and Int ranges, and
+    ``[min, max]`` of a choice whose values are all numbers (PB2's proposals are snapped back
+    to the nearest allowed value, :func:`orchestrator.adapter.snap_to_space`). PB2 leaves
+    non-numeric choices (and booleans) alone: a trial keeps, or copies from the trial it
+    exploits, their values."""
     from ray import tune
 
     params = space.params
@@ -349,9 +354,19 @@ def make_scheduler(exp: Any, space: Any):
     if sc.type == "pb2":
         from ray.tune.schedulers.pb2 import PB2
 
-        kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "synch") if k in o}
+        from orchestrator.adapter import snap_to_space
+
+        kw = {k: o[k] for k in ("quantile_fraction", "synch") if k in o}
+        bounds = pbt_mutations(space, pb2=True)
+        if not bounds:
+            raise SpecError(f"{exp.source or 'experiment'}: key 'scheduler.type': pb2 needs at "
+                            f"least one numeric mutable parameter (float, int, or a choice of "
+                            f"numbers); use 'pbt' for non-numeric choices")
+        # PB2 proposes any real in [min, max]: snap each proposal onto the space before it
+        # becomes the trial's config (so trainers, results and TensorBoard see valid values)
         return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
-                   hyperparam_bounds=pbt_mutations(space, pb2=True), **kw)
+                   hyperparam_bounds=bounds,
+                   custom_explore_fn=functools.partial(snap_to_space, space), **kw)
     raise SpecError(f"unknown scheduler type {sc.type!r}")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,13 +62,26 @@ SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
         "perturbation_factors": list,
         "synch": bool,
     },
-    "pb2": {
+    "pb2": {  # Ray's PB2 has no burn_in_period
         "perturbation_interval": int,
-        "burn_in_period": int,
         "quantile_fraction": float,
         "synch": bool,
     },
 }
+
+_PIP_NAMES = {"sklearn": "scikit-learn", "GPy": "GPy"}
+
+
+def _pb2_missing_dependency() -> str | None:
+    """The pip name of what the installed Ray's PB2 cannot import (scikit-learn in current
+    Ray, GPy in releases before ray-project/ray#59152), or ``None`` when PB2 is usable."""
+    try:
+        import ray.tune.schedulers.pb2_utils  # noqa: F401 - imports PB2's GP library
+    except ImportError as exc:
+        name = (exc.name or "").split(".")[0] or "GPy"
+        return _PIP_NAMES.get(name, name)
+    return None
+
 
 # metric -> direction it only makes sense to optimise in
 _KNOWN_METRIC_MODES = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
@@ -382,9 +394,12 @@ class Experiment:
                 raise _err(where, "data.checkpoint_every",
                            f"PBT exploits checkpoints every perturbation_interval={interval} "
                            f"epochs; checkpoint_every must divide it, got {every!r}")
-        if sc.type == "pb2" and importlib.util.find_spec("GPy") is None:
-            raise _err(where, "scheduler.type", "pb2 needs the GPy package "
-                                                "(pip install GPy); use 'pbt' otherwise")
+        if sc.type == "pb2":
+            missing = _pb2_missing_dependency()
+            if missing is not None:
+                raise _err(where, "scheduler.type",
+                           f"Ray's PB2 needs the {missing} package (pip install {missing}); "
+                           f"use 'pbt' otherwise")
         space = None
         if check_space:
             space = self.load_space()
@@ -402,9 +417,14 @@ class Experiment:
                 from orchestrator.search import pbt_mutations
 
                 if not pbt_mutations(space, pb2=sc.type == "pb2"):
+                    what = ("numeric (float, int, or ordinal/categorical with numeric values) "
+                            if sc.type == "pb2" else "")
                     raise _err(where, "scheduler.type",
-                               f"{sc.type} needs at least one mutable (non-architecture) "
-                               f"parameter in the space; none found")
+                               f"{sc.type} needs at least one mutable {what}(non-architecture, "
+                               f"unconditional) parameter in the space; none found"
+                               + ("; PB2 explores continuous ranges, so it cannot mutate "
+                                  "non-numeric choices: use 'pbt' for those"
+                                  if sc.type == "pb2" else ""))
         if check_trainer:
             trainer = self.resolve_trainer()
             if sc.type in ("pbt", "pb2") and getattr(trainer, "supports_checkpoint", True) is False:

@@ -10,6 +10,11 @@ Layout under ``<experiment dir>/tensorboard``::
 Ray's own TensorBoard logger writes one HParams config per trial holding only that trial's
 parameters, so TensorBoard drops the columns of other (conditional) parameters; this callback
 writes a single config covering the whole space. Uses tensorboard's own writer (no TensorFlow).
+
+Writes are buffered: nothing is flushed per result (the writers' background thread flushes every
+few seconds); a trial's writer is flushed and closed when the trial completes or errors (and
+reopened, as a new events file in the same folder, if the trial runs again), the experiment
+writer is flushed at each trial end and closed at the experiment end.
 """
 from __future__ import annotations
 
@@ -139,16 +144,23 @@ class TensorBoardCallback(Callback):
         return self._exp
 
     def _trial_writer(self, trial) -> _Writer:
+        """The trial's writer, opened lazily (again, after the trial's end closed it)."""
         key = trial.trial_id
         if key not in self._writers:
             self._writers[key] = _Writer(self.logdir / _trial_name(trial))
         return self._writers[key]
+
+    def _close_trial_writer(self, trial) -> None:
+        w = self._writers.pop(trial.trial_id, None)
+        if w is not None:
+            w.close()  # flushes
 
     # --- Callback hooks -------------------------------------------------------------------
     def setup(self, **info) -> None:
         self._exp_writer()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._ended.discard(trial.trial_id)  # running (again): its end is still to come
         self._start_session(trial)
 
     def _start_session(self, trial) -> None:
@@ -171,7 +183,6 @@ class TensorBoardCallback(Callback):
                 continue
             if isinstance(v, (int, float)) and math.isfinite(v):
                 w.scalar(k, v, step)
-        w.flush()
         v = result.get(self.metric)
         if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("duplicate"):
             if self._best is None or (v > self._best if self.mode == "max" else v < self._best):
@@ -181,7 +192,6 @@ class TensorBoardCallback(Callback):
             exp.scalar(f"best/{self.metric}", self._best, self._n_results)
             exp.scalar(f"best/{self.metric}_vs_time_s", self._best,
                        int(time.time() - self._t0))
-            exp.flush()
 
     def _end(self, trial, status: int) -> None:
         if trial.trial_id in self._ended:
@@ -196,9 +206,10 @@ class TensorBoardCallback(Callback):
             session_end_info=info))
         summary = Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=md,
                                                tensor=metadata.NULL_TENSOR)])
-        w = self._trial_writer(trial)
-        w.summary(summary)
-        w.flush()
+        self._trial_writer(trial).summary(summary)
+        self._close_trial_writer(trial)
+        if self._exp is not None:
+            self._exp.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         from tensorboard.plugins.hparams import api_pb2
@@ -211,7 +222,7 @@ class TensorBoardCallback(Callback):
         self._end(trial, api_pb2.STATUS_FAILURE)
 
     def on_experiment_end(self, trials, **info) -> None:
-        for w in self._writers.values():
+        for w in self._writers.values():  # trials still open (stopped, interrupted)
             w.close()
         self._writers.clear()
         if self._exp is not None:

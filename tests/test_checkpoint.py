@@ -126,3 +126,62 @@ def test_resume_with_mutated_hyperparameters_uses_new_values(tmp_path, sched):
     assert mutated[0]["lr"] == pytest.approx(4 * same[0]["lr"])
     state = read_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0004")
     assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.0, 1e-3}
+
+
+@pytest.mark.parametrize("base, mutation", [
+    ({}, {"weight-decay": 1e-2}),                      # 1 param group -> 2 (decay / no-decay)
+    ({}, {"weight-decay": 1e-2, "layer-decay": 0.75}),  # -> one pair of groups per layer
+    ({"sched": "plateau", "patience-epochs": 1}, {"weight-decay": 1e-2, "layer-decay": 0.65}),
+])
+def test_resume_when_optimiser_grouping_changes(tmp_path, base, mutation):
+    """A PBT exploit can change how the optimiser groups its parameters (weight decay 0 puts
+    everything in one group; layer decay adds groups per layer): the resumed run keeps the
+    weights and each parameter's optimiser state, and applies the new hyperparameters."""
+    config = {"model": "test_resnet", "image_size": 16, "batch-size": 32, "data_fraction": 0.1,
+              "lr": 1e-2, "weight-decay": 0.0, "opt": "adamw", "sched": "cosine", "num_workers": 0,
+              **base}
+    run_local(config, tmp_path / "a", max_epochs=3, seed=0, echo=False, num_cpus=1,
+              trainer="tests.test_checkpoint:stop_after_one")
+    ckpt = tmp_path / "a" / "checkpoints" / "epoch_0001"
+    saved = read_checkpoint(ckpt)
+    assert len(saved["optimizer"]["param_groups"]) == 1
+
+    from trainers.api import LocalContext
+    from trainers.finetune import FineTuner
+
+    ctx = LocalContext(tmp_path / "b", seed=0, max_epochs=3, restore_dir=ckpt, num_cpus=1,
+                       echo=False, tensorboard=False)
+    ft = FineTuner({**config, **mutation}, ctx)
+    groups = ft.optimizer.param_groups
+    assert len(groups) >= 2
+    assert {g["weight_decay"] for g in groups} == {0.0, 1e-2}
+    if "layer-decay" in mutation:
+        assert len({g["lr_scale"] for g in groups}) > 1
+    # weights and per-parameter Adam moments came across
+    names = {p: n for n, p in ft.model.named_parameters()}
+    for n, p in ft.model.named_parameters():
+        assert torch.equal(p.detach().cpu(), saved["model"][n]), n
+    states = [ft.optimizer.state[p] for g in groups for p in g["params"]]
+    assert all("exp_avg" in s for s in states) and len(states) == len(names)
+    assert all(float(s["step"]) == float(next(iter(saved["optimizer"]["state"].values()))["step"])
+               for s in states)
+    ft.fit()
+    assert [r["epoch"] for r in ctx.results] == [2, 3]
+    assert all(r["diverged"] == 0 for r in ctx.results)
+    ctx.close()
+    state = read_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003")
+    assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.0, 1e-2}
+
+
+def stop_after_one(config, ctx):
+    """The finetune trainer, stopping after its first epoch."""
+    from trainers.finetune import train
+
+    report = ctx.report
+
+    def report_then_stop(metrics, checkpoint_dir=None):
+        report(metrics, checkpoint_dir)
+        ctx.request_stop()
+
+    ctx.report = report_then_stop
+    train(config, ctx)

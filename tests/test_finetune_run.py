@@ -90,3 +90,15 @@ def test_many_knobs_together(tmp_path):
     results = run_local(config, tmp_path, max_epochs=4, seed=0, echo=False, num_cpus=1)
     assert len(results) == 4 and all(r["diverged"] == 0 for r in results)
     assert results[0]["lr"] == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("policy", ["v0", "original"])
+def test_auto_augment_policies_train_on_digits(tmp_path, policy):
+    """timm's AutoAugment v0 asks PIL to posterize to 0 bits at low magnitudes, which crashed
+    on digits; one real epoch over the whole train split exercises every sub-policy (25 for v0,
+    each drawn ~50 times)."""
+    config = {**TINY, "data-augmentation": "auto-augment", "auto-augment": policy,
+              "checkpoint_every": 0}
+    results = run_local(config, tmp_path, max_epochs=1, seed=0, echo=False, num_cpus=1)
+    assert len(results) == 1 and results[0]["diverged"] == 0
+    assert results[0]["train_images_per_s"] > 0

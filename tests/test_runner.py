@@ -93,3 +93,27 @@ def test_diverged_trials_are_marked_and_never_best(ray_session, tmp_path):
     df = res.dataframe
     assert set(df["status"]) == {"diverged"} and (df["val_loss"] == 1e9).all()
     assert res.best_metric is None
+
+
+def test_pb2_runs_and_trainers_see_values_of_the_space(ray_session, tmp_path):
+    """PB2 explores continuous bounds ([min, max] for numeric ordinals); every proposal is
+    snapped to an allowed value of the space before a trainer (or the results table) sees it."""
+    seen = tmp_path / "seen.jsonl"
+    exp = _exp(tmp_path, name="pb2", trainer="trainers_for_tests:curve_recording",
+               num_samples=2, max_epochs=3, max_concurrent=2, resources={"cpu": 0.5},
+               data={"record_to": str(seen)},
+               scheduler={"type": "pb2", "options": {"perturbation_interval": 1,
+                                                     "quantile_fraction": 0.5, "synch": True}})
+    res = run(exp)
+    df = res.dataframe
+    assert len(df) == 2 and set(df["status"]) == {"completed"} and (df["epochs"] == 3).all()
+    path = Path(res.path)
+    restores = [json.loads(line) for f in path.glob("trial_*/restores.jsonl")
+                for line in f.read_text().splitlines()]
+    assert [r for r in restores if r["from"] != r["me"]], f"no PB2 exploit observed: {restores}"
+    rows = [json.loads(x) for x in seen.read_text().splitlines()]
+    assert len(rows) > 2  # the initial trials plus the exploited restarts
+    for r in rows + [res.best_config] + df.filter(like="config/").rename(
+            columns=lambda c: c[len("config/"):]).to_dict("records"):
+        assert r["depth"] in (1, 2, 3) and isinstance(r["depth"], int), r
+        assert 0.0 <= r["x"] <= 1.0 and 1e-4 <= r["lr"] <= 1e-1, r

@@ -180,3 +180,59 @@ def test_tpe_searcher_state_round_trip(tmp_path):
     s2.restore(path)
     assert len(s2._ot_study.trials) == 3
     space.validate(s2.suggest("t3"))
+
+
+PB2_SPACE = {
+    "name": "pb2",
+    "parameters": {
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "batch": {"type": "int", "low": 8, "high": 64, "step": 8},
+        "wd": {"type": "ordinal", "sequence": [0.0, 1e-4, 1e-2]},
+        "mix": {"type": "categorical", "choices": [0.0, 0.5, 2.0]},
+        "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
+        "amp": {"type": "categorical", "choices": [False, True]},
+    },
+}
+
+
+def test_pb2_scheduler_bounds_and_snapped_proposals():
+    from ray.tune.schedulers.pb2 import PB2
+
+    space = load_space(PB2_SPACE)
+    exp = _exp(space=PB2_SPACE, scheduler={"type": "pb2", "options": {"perturbation_interval": 1}})
+    exp.validate()
+    pb2 = make_scheduler(exp, space)
+    assert isinstance(pb2, PB2)
+    assert pb2._hyperparam_bounds == {"lr": [1e-4, 1e-1], "batch": [8, 64], "wd": [0.0, 1e-2],
+                                      "mix": [0.0, 2.0]}  # not opt / amp: non-numeric
+    # a raw PB2 proposal is snapped onto the space before it becomes a trial's config
+    import numpy as np
+
+    proposal = {"lr": np.float64(0.7), "batch": 29.6, "wd": 0.004, "mix": 1.4, "opt": "adam",
+                "amp": True}
+    snapped = pb2._custom_explore_fn(dict(proposal))
+    assert snapped == {"lr": 0.1, "batch": 32, "wd": 1e-4, "mix": 2.0, "opt": "adam", "amp": True}
+    assert type(snapped["lr"]) is float and type(snapped["batch"]) is int
+    space.validate(snapped)
+    assert pb2._custom_explore_fn({"batch": 200.0, "lr": 1e-3})["batch"] == 64
+
+
+def test_pb2_spec_checks():
+    from spaces.errors import SpecError
+
+    with pytest.raises(SpecError, match="perturbation_interval|burn_in_period"):
+        _exp(scheduler={"type": "pb2", "options": {"burn_in_period": 2}}).validate()
+    no_numbers = {"name": "cat", "parameters": {
+        "opt": {"type": "categorical", "choices": ["sgd", "adam"]}}}
+    with pytest.raises(SpecError, match="numeric.*use 'pbt'"):
+        _exp(space=no_numbers, scheduler={"type": "pb2"}).validate()
+
+
+def test_pb2_needs_only_what_rays_pb2_imports(monkeypatch):
+    """Ray 2.60's PB2 fits its GP with scikit-learn: a missing GPy must not block it."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "GPy" else real(name, *a))
+    _exp(scheduler={"type": "pb2"}).validate()

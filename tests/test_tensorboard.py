@@ -113,3 +113,50 @@ def test_real_run_writes_tensorboard(ray_session, tmp_path):
         ea = event_accumulator.EventAccumulator(str(tb / tid))
         ea.Reload()
         assert len(ea.Scalars("val_acc")) == 2
+
+
+def test_no_flush_per_result_and_trial_writers_close_at_trial_end(tmp_path, monkeypatch):
+    """Flushing every result costs a file sync per trial per epoch: flush only when a trial
+    ends (its writer is closed then, and reopened if the trial runs again) and at the end."""
+    from orchestrator import tensorboard as tb
+
+    flushes, closes = [], []
+    real_flush, real_close = tb._Writer.flush, tb._Writer.close
+    monkeypatch.setattr(tb._Writer, "flush", lambda self: (flushes.append(self), real_flush(self)))
+    monkeypatch.setattr(tb._Writer, "close", lambda self: (closes.append(self), real_close(self)))
+    cb = TensorBoardCallback(tmp_path, load_space(TOY_SPACE), "val_acc", "max")
+    cb.setup()
+    trials = [_trial("t0", {"x": 0.1, "opt": "a", "depth": 1, "lr": 0.01}),
+              _trial("t1", {"x": 0.5, "opt": "a", "depth": 2, "lr": 0.01})]
+    for t in trials:
+        cb.on_trial_start(0, trials, t)
+    flushes.clear()
+
+    def result(t, epoch):
+        cb.on_trial_result(0, trials, t, {"epoch": epoch, "val_acc": 0.1 * epoch})
+
+    for epoch in (1, 2, 3):
+        for t in trials:
+            result(t, epoch)
+    assert flushes == [] and closes == []
+    cb.on_trial_complete(0, trials, trials[0])
+    assert "t0" not in cb._writers and "t1" in cb._writers and len(closes) == 1
+    # t0's events are on disk now, while t1 still runs
+    ea = event_accumulator.EventAccumulator(str(tmp_path / "t0"))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("val_acc")] == [1, 2, 3]
+    cb.on_trial_error(0, trials, trials[1])
+    assert cb._writers == {}
+    # t1 is restarted (e.g. an errored trial resumed): its writer reopens lazily
+    cb.on_trial_start(0, trials, trials[1])
+    result(trials[1], 4)
+    cb.on_trial_complete(0, trials, trials[1])
+    assert cb._writers == {}
+    cb.on_experiment_end(trials)
+    assert cb._exp is None
+    ea = event_accumulator.EventAccumulator(str(tmp_path / "t1"))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("val_acc")] == [1, 2, 3, 4]
+    ea = event_accumulator.EventAccumulator(str(tmp_path))
+    ea.Reload()
+    assert abs(ea.Scalars("best/val_acc")[-1].value - 0.4) < 1e-6

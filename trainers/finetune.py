@@ -25,7 +25,10 @@ Every Quick-Tune knob (REFERENCE.md section 1) is real:
 Each epoch reports ``epoch, train_loss, val_loss, val_acc, lr, epoch_time_s,
 train_images_per_s, diverged`` and, every ``checkpoint_every`` epochs, a full checkpoint
 (:mod:`trainers.checkpoint`). A NaN/inf loss reports once with ``diverged=1`` and returns.
-Resuming from ``ctx.restore_dir`` continues bit-for-bit (deterministic CPU mode).
+Resuming from ``ctx.restore_dir`` continues bit-for-bit (deterministic CPU mode). Resuming
+under a mutated config (a PBT exploit) keeps the weights and each parameter's optimiser state,
+mapped by parameter name when the new config groups the parameters differently, and applies the
+new config's optimiser hyperparameters and schedule.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ from spaces.errors import TrainerError
 
 from . import freezing
 from .api import TrialContext
-from .checkpoint import load_checkpoint, read_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import load_optimizer_state, read_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainerConfig
 from .optim import create_optimizer, create_scheduler, current_lr, rebuild_optimizer
 
@@ -294,40 +297,81 @@ class FineTuner:
     def _restore(self, state: dict) -> None:
         """Load a checkpoint into the freshly built run. The *current* config's optimiser
         hyperparameters win over the saved ones (a PBT exploit may have mutated lr, weight-decay,
-        momentum, betas); with an unchanged config the run continues bit-for-bit."""
-        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        layer-decay, momentum, betas); with an unchanged config the run continues bit-for-bit.
+
+        The model weights are always restored. The optimiser state is restored whole when the
+        parameter grouping is unchanged, else per parameter by name (weight decay switched on or
+        off, or layer decay changed, regroups the parameters); see
+        :func:`trainers.checkpoint.load_optimizer_state`. The epoch schedules are pure functions
+        of the epoch and the config, so they are rebuilt at the resumed epoch; a plateau
+        schedule keeps its saved counters and the LR factor it had applied.
+        """
         try:
-            info = load_checkpoint(
-                self.ctx.restore_dir, model=self.model, optimizer=self.optimizer, scheduler=None,
-                scaler=self.scaler, state=state, restore_rng=False,
-            )
-        except (RuntimeError, ValueError, KeyError) as exc:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
             raise TrainerError(
-                f"cannot resume from {self.ctx.restore_dir}: the checkpoint does not fit this "
-                f"config's model/optimiser ({exc})"
+                f"cannot resume from {self.ctx.restore_dir}: the checkpoint's weights do not fit "
+                f"model {self.cfg.model!r} as configured ({exc})"
             ) from exc
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        how = load_optimizer_state(self.optimizer, state, self._named_parameters())
+        if how in ("fresh", None):
+            why = "no saved state" if how is None else "the saved optimiser does not fit"
+            self._log(f"resume from {self.ctx.restore_dir}: optimiser state not restored ({why})")
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         plateau = self.cfg.sched == "plateau"
-        for group, new in zip(self.optimizer.param_groups, fresh):
-            old_lr, old_initial = float(group["lr"]), group.get("initial_lr")
-            group.update(new)
-            if plateau and old_initial:
-                # keep the LR factor the plateau logic applied so far, on the current base LR
-                group["lr"] = old_lr * (float(new["initial_lr"]) / float(old_initial))
+        if how == "exact":
+            for group, new in zip(self.optimizer.param_groups, fresh):
+                old_lr, old_initial = float(group["lr"]), group.get("initial_lr")
+                group.update(new)
+                if plateau and old_initial:
+                    # keep the LR factor the plateau logic applied so far, on the current base LR
+                    group["lr"] = old_lr * (float(new["initial_lr"]) / float(old_initial))
+        elif plateau:
+            # regrouped: the groups hold the new config's values; apply the saved plateau factor
+            saved_groups = (state.get("optimizer") or {}).get("param_groups") or []
+            g = next((g for g in saved_groups if g.get("initial_lr")), None)
+            if g is not None:
+                factor = float(g["lr"]) / (float(g["initial_lr"]) * float(g.get("lr_scale", 1.0)))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = (float(group["initial_lr"]) * float(group.get("lr_scale", 1.0))
+                                   * factor)
         if plateau:
+            inner = self.scheduler.lr_scheduler
             saved = (state.get("scheduler") or {}).get("inner")
             if saved is not None:
-                self.scheduler.lr_scheduler.load_state_dict(saved)
+                per_group = {k: getattr(inner, k) for k in ("min_lrs", "_last_lr")
+                             if hasattr(inner, k)}
+                inner.load_state_dict(saved)
+                for key, value in per_group.items():  # sized to the current groups
+                    if len(getattr(inner, key, None) or []) != len(self.optimizer.param_groups):
+                        setattr(inner, key, value)
+                if how != "exact":
+                    inner._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
             if self.start_epoch <= self.scheduler.warmup_t:
                 self.scheduler.step(self.start_epoch)
         else:  # timm's epoch schedules are pure functions of the epoch and the config
             self.scheduler.step(self.start_epoch)
-        self.best_metric = info["best_metric"]
-        extra = info["extra"]
-        if self.cotuning is not None and "cotuning" in extra:
-            self.cotuning.load_state_dict(extra["cotuning"])
+        self.best_metric = state.get("best_metric")
+        extra = state.get("extra", {})
+        if self.cotuning is not None:
+            if "cotuning" in extra:
+                self.cotuning.load_state_dict(extra["cotuning"])
+            else:  # cotuning-reg switched on by the mutation: relationship from these weights
+                self._compute_relationship()
         if "loader_rng" in extra and self.train_loader.generator is not None:
             self.train_loader.generator.set_state(extra["loader_rng"].cpu())
         restore_rng_state(state["rng"])
+
+    def _named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Names of everything the optimiser may train (the model and Co-Tuning's source head),
+        used to carry optimiser state across checkpoints by name."""
+        named = list(self.model.named_parameters())
+        if self.cotuning is not None:
+            named += [(f"cotuning.source_head.{n}", p)
+                      for n, p in self.cotuning.source_head.named_parameters()]
+        return named
 
     # -- setup helpers --------------------------------------------------------------------
     def _set_head_only(self, head_only: bool) -> None:
@@ -506,6 +550,7 @@ class FineTuner:
         return save_checkpoint(
             directory, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
             scaler=self.scaler, epoch=epoch, best_metric=self.best_metric, extra=extra,
+            named_parameters=self._named_parameters(),
         )
 
     def _log(self, msg: str) -> None:
