@@ -114,7 +114,9 @@ class ProgressCallback(Callback):
         done = sum(counts.values())
         running = len(self.running)
         if trials is not None:
-            running = sum(1 for t in trials if t.status == "RUNNING")
+            # Ray calls on_trial_complete before it flips the trial's status
+            running = sum(1 for t in trials
+                          if t.status == "RUNNING" and t.trial_id not in self.status)
         total = f"/{self.total}" if self.total else ""
         labels = (("pruned", "pruned"), ("diverged", "diverged"), ("errored", "errored"),
                   ("duplicate", "dup"))
