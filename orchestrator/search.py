@@ -42,7 +42,26 @@ def _atomic_pickle(obj: Any, path: str) -> None:
     os.replace(tmp, path)
 
 
-class SpaceSearcher(Searcher):
+class _StatefulSearcher(Searcher):
+    """Base of archtune's own searchers: ``metric``/``mode`` may be bound late (by the Tuner),
+    and ``save``/``restore`` pickle what the subclass's ``get_state``/``set_state`` hold."""
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        return True
+
+    def save(self, checkpoint_path: str) -> None:
+        _atomic_pickle(self.get_state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
+class SpaceSearcher(_StatefulSearcher):
     """Random search with the space's own seeded sampler (conditions and forbidden clauses
     respected). ``suggest`` returns a config dict, or ``None`` while a duplicate's original
     is still running. Duplicates (same ``space.config_id``) are answered with the earlier
@@ -63,13 +82,6 @@ class SpaceSearcher(Searcher):
         self.n_duplicates = 0
 
     # -- Searcher API ------------------------------------------------------------------
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
-        return True
-
     def suggest(self, trial_id: str) -> dict | None:
         cfg = self._pending
         if cfg is None:
@@ -130,15 +142,8 @@ class SpaceSearcher(Searcher):
         self.n_duplicates = state["n_duplicates"]
         self._metric, self._mode = state["metric"], state["mode"]
 
-    def save(self, checkpoint_path: str) -> None:
-        _atomic_pickle(self.get_state(), checkpoint_path)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
-
-
-class GridSearcher(Searcher):
+class GridSearcher(_StatefulSearcher):
     """Every distinct valid configuration of a discrete space, in ``space.iter_configs``
     order; ``Searcher.FINISHED`` afterwards."""
 
@@ -146,13 +151,6 @@ class GridSearcher(Searcher):
         super().__init__(metric=metric, mode=mode)
         self.configs = [space.canonical(c) for c in space.iter_configs()]
         self._next = 0
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
-        return True
 
     def suggest(self, trial_id: str) -> dict | None:
         if self._next >= len(self.configs):
@@ -170,13 +168,6 @@ class GridSearcher(Searcher):
     def set_state(self, state: dict) -> None:
         self._next = state["next"]
         self._metric, self._mode = state["metric"], state["mode"]
-
-    def save(self, checkpoint_path: str) -> None:
-        _atomic_pickle(self.get_state(), checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
 
 
 class PruningOptunaSearch(OptunaSearch):

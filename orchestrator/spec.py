@@ -31,6 +31,9 @@ import yaml
 
 from spaces.errors import ArchtuneError, SpecError
 
+from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,
+                         type_name, unknown_key)
+
 __all__ = [
     "Experiment",
     "SearcherSpec",
@@ -86,37 +89,6 @@ def _pb2_missing_dependency() -> str | None:
 # metric -> direction it only makes sense to optimise in
 _KNOWN_METRIC_MODES = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
 _TRAINER_ALIASES = ("finetune", "nas")
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, tuple):
-        return " or ".join(_type_name(t) for t in tp)
-    return {int: "integer", float: "number", str: "string", bool: "boolean", dict: "mapping",
-            list: "list", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _check_type(value: Any, tp: Any) -> bool:
-    types = tp if isinstance(tp, tuple) else (tp,)
-    for t in types:
-        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return True
-        if t is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if t not in (int, float) and isinstance(value, t):
-            return True
-    return False
-
-
-def _err(where: str | None, key: str, msg: str) -> SpecError:
-    prefix = f"{where}: " if where else ""
-    return SpecError(f"{prefix}key '{key}': {msg}")
-
-
-def _unknown(where: str | None, key: str, valid: list[str]) -> SpecError:
-    name = key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return _err(where, key, f"unknown key{hint} Valid keys: {', '.join(sorted(valid))}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,17 +172,15 @@ class Experiment:
                   validate: bool = True) -> "Experiment":
         """Build from a plain mapping (as read from YAML); rejects unknown keys and types."""
         where = str(source) if source is not None else None
-        if not isinstance(d, Mapping):
-            raise SpecError(f"{where or 'experiment'}: the experiment must be a mapping of keys, "
-                            f"got {type(d).__name__}")
+        require_mapping(d, where, "experiment")
         valid = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
         kwargs: dict[str, Any] = {}
         for key, value in d.items():
             if key not in valid:
-                raise _unknown(where, str(key), valid)
+                raise unknown_key(where, str(key), valid)
             tp = cls._TYPES[key]
-            if not _check_type(value, tp):
-                raise _err(where, key, f"expected {_type_name(tp)}, got {value!r} "
+            if not check_type(value, tp):
+                raise key_error(where, key, f"expected {type_name(tp)}, got {value!r} "
                                        f"({type(value).__name__})")
             if key in _SUB_SPECS:
                 value = _sub_from_dict(_SUB_SPECS[key], value, key, where)
@@ -221,7 +191,7 @@ class Experiment:
             kwargs[key] = value
         for required in ("name", "space"):
             if required not in kwargs:
-                raise _err(where, required, "is required")
+                raise key_error(where, required, "is required")
         exp = cls(**kwargs, source=where)
         if validate:
             exp.validate()
@@ -230,30 +200,11 @@ class Experiment:
     @classmethod
     def from_yaml(cls, path_or_text: str | Path, *, validate: bool = True) -> "Experiment":
         """Read an experiment file (a path) or YAML text."""
-        source: str | None = None
-        text = str(path_or_text)
-        p = Path(text)
-        if isinstance(path_or_text, Path) or ("\n" not in text and p.suffix in (".yaml", ".yml")):
-            if not p.is_file():
-                raise SpecError(f"{p}: experiment file not found")
-            source = str(p.resolve())
-            text = p.read_text()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise SpecError(f"{source or 'experiment'}: not valid YAML: {e}") from None
-        return cls.from_dict(data or {}, source=source, validate=validate)
+        data, source = read_yaml(path_or_text, "experiment")
+        return cls.from_dict(data, source=source, validate=validate)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "source":
-                continue
-            v = getattr(self, f.name)
-            if dataclasses.is_dataclass(v):
-                v = {sf.name: _plain(getattr(v, sf.name)) for sf in dataclasses.fields(v)}
-            out[f.name] = _plain(v)
-        return out
+        return spec_to_dict(self, _plain)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Serialise (space given as a file path is made absolute so the YAML stands alone)."""
@@ -295,18 +246,18 @@ class Experiment:
         try:
             space = load_space(spec)
         except ArchtuneError as e:
-            raise _err(where, "space", f"cannot load space {self.space!r}: {e}") from None
+            raise key_error(where, "space", f"cannot load space {self.space!r}: {e}") from None
         except (KeyError, ValueError, OSError) as e:
-            raise _err(where, "space", f"cannot load space {self.space!r}: {e}") from None
+            raise key_error(where, "space", f"cannot load space {self.space!r}: {e}") from None
         if self.fixed:
             names = list(space.params)
             for k in self.fixed:
                 if k not in space:
-                    raise _unknown(where, f"fixed.{k}", names)
+                    raise unknown_key(where, f"fixed.{k}", names)
             try:
                 space = space.with_fixed(dict(self.fixed))
             except (ArchtuneError, ValueError) as e:
-                raise _err(where, "fixed", f"value not in the space: {e}") from None
+                raise key_error(where, "fixed", f"value not in the space: {e}") from None
         return space
 
     def storage_root(self) -> str:
@@ -326,39 +277,39 @@ class Experiment:
     def validate(self, *, check_space: bool = True, check_trainer: bool = True) -> "Experiment":
         where = self.source or "experiment"
         if not self.name or any(c in self.name for c in "/\\") or self.name.strip() != self.name:
-            raise _err(where, "name",
+            raise key_error(where, "name",
                        f"must be a non-empty folder name without '/', got {self.name!r}")
         if self.mode not in ("min", "max"):
-            raise _err(where, "mode", f"must be 'min' or 'max', got {self.mode!r}")
+            raise key_error(where, "mode", f"must be 'min' or 'max', got {self.mode!r}")
         if not self.metric:
-            raise _err(where, "metric", "must be a non-empty metric name reported by the trainer")
+            raise key_error(where, "metric", "must be a non-empty metric name reported by the trainer")
         want = _KNOWN_METRIC_MODES.get(self.metric)
         if want and want != self.mode:
-            raise _err(where, "mode", f"metric {self.metric!r} should be optimised with mode "
+            raise key_error(where, "mode", f"metric {self.metric!r} should be optimised with mode "
                                       f"{want!r}, not {self.mode!r}")
         for key, low in (("num_samples", 1), ("max_epochs", 1), ("max_failures", -1)):
             if getattr(self, key) < low:
-                raise _err(where, key, f"must be >= {low}, got {getattr(self, key)}")
+                raise key_error(where, key, f"must be >= {low}, got {getattr(self, key)}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise _err(where, "max_concurrent", f"must be >= 1, got {self.max_concurrent}")
+            raise key_error(where, "max_concurrent", f"must be >= 1, got {self.max_concurrent}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise _err(where, "time_budget_s", f"must be > 0, got {self.time_budget_s}")
+            raise key_error(where, "time_budget_s", f"must be > 0, got {self.time_budget_s}")
         if self.resources.cpu <= 0 or self.resources.gpu < 0:
-            raise _err(where, "resources", f"cpu must be > 0 and gpu >= 0, got "
+            raise key_error(where, "resources", f"cpu must be > 0 and gpu >= 0, got "
                                            f"cpu={self.resources.cpu}, gpu={self.resources.gpu}")
         if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
-            raise _err(where, "resources.gpu", "fractional GPUs must be < 1 (or a whole number)")
+            raise key_error(where, "resources.gpu", "fractional GPUs must be < 1 (or a whole number)")
         # searcher
         s = self.searcher
         if s.type not in SEARCHERS:
             raise _bad_choice(where, "searcher.type", s.type, SEARCHERS)
         if s.n_startup_trials < 0:
-            raise _err(where, "searcher.n_startup_trials", "must be >= 0")
+            raise key_error(where, "searcher.n_startup_trials", "must be >= 0")
         if s.storage is not None and "://" not in s.storage:
-            raise _err(where, "searcher.storage", f"must be an Optuna storage URL such as "
+            raise key_error(where, "searcher.storage", f"must be an Optuna storage URL such as "
                                                   f"'sqlite:///study.db', got {s.storage!r}")
         if s.storage is not None and s.type != "tpe":
-            raise _err(where, "searcher.storage", "is only used by searcher type 'tpe'")
+            raise key_error(where, "searcher.storage", "is only used by searcher type 'tpe'")
         # scheduler
         sc = self.scheduler
         if sc.type not in SCHEDULERS:
@@ -366,38 +317,38 @@ class Experiment:
         allowed = SCHEDULER_OPTIONS[sc.type]
         for k, v in sc.options.items():
             if k not in allowed:
-                raise _unknown(where, f"scheduler.options.{k}", list(allowed) or ["(none)"])
-            if not _check_type(v, allowed[k]):
-                raise _err(where, f"scheduler.options.{k}",
-                           f"expected {_type_name(allowed[k])}, got {v!r}")
+                raise unknown_key(where, f"scheduler.options.{k}", list(allowed) or ["(none)"])
+            if not check_type(v, allowed[k]):
+                raise key_error(where, f"scheduler.options.{k}",
+                           f"expected {type_name(allowed[k])}, got {v!r}")
         opts = dict(sc.options)
         if sc.type in ("asha", "median") and opts.get("grace_period", 1) < 1:
-            raise _err(where, "scheduler.options.grace_period", "must be >= 1")
+            raise key_error(where, "scheduler.options.grace_period", "must be >= 1")
         if "grace_period" in opts and opts["grace_period"] > self.max_epochs:
-            raise _err(where, "scheduler.options.grace_period",
+            raise key_error(where, "scheduler.options.grace_period",
                        f"must be <= max_epochs ({self.max_epochs})")
         if "reduction_factor" in opts and opts["reduction_factor"] <= 1:
-            raise _err(where, "scheduler.options.reduction_factor", "must be > 1")
+            raise key_error(where, "scheduler.options.reduction_factor", "must be > 1")
         if "perturbation_interval" in opts and opts["perturbation_interval"] < 1:
-            raise _err(where, "scheduler.options.perturbation_interval", "must be >= 1")
+            raise key_error(where, "scheduler.options.perturbation_interval", "must be >= 1")
         if "quantile_fraction" in opts and not 0 < opts["quantile_fraction"] <= 0.5:
-            raise _err(where, "scheduler.options.quantile_fraction", "must be in (0, 0.5]")
+            raise key_error(where, "scheduler.options.quantile_fraction", "must be in (0, 0.5]")
         if sc.type in ("pbt", "pb2"):
             if s.type != "random":
-                raise _err(where, "searcher.type",
+                raise key_error(where, "searcher.type",
                            f"scheduler {sc.type!r} draws its own population and cannot be "
                            f"combined with searcher {s.type!r}; use searcher type 'random'")
         if sc.type in ("pbt", "pb2") and "checkpoint_every" in self.data:
             every = self.data["checkpoint_every"]
             interval = opts.get("perturbation_interval", 2)
             if not isinstance(every, int) or every < 1 or interval % every:
-                raise _err(where, "data.checkpoint_every",
+                raise key_error(where, "data.checkpoint_every",
                            f"PBT exploits checkpoints every perturbation_interval={interval} "
                            f"epochs; checkpoint_every must divide it, got {every!r}")
         if sc.type == "pb2":
             missing = _pb2_missing_dependency()
             if missing is not None:
-                raise _err(where, "scheduler.type",
+                raise key_error(where, "scheduler.type",
                            f"Ray's PB2 needs the {missing} package (pip install {missing}); "
                            f"use 'pbt' otherwise")
         space = None
@@ -406,10 +357,10 @@ class Experiment:
             if s.type == "grid":
                 size = space.size()
                 if size == math.inf:
-                    raise _err(where, "searcher.type", "grid search needs a discrete space; "
+                    raise key_error(where, "searcher.type", "grid search needs a discrete space; "
                                                        "this space has continuous parameters")
                 if size > s.max_grid_size:
-                    raise _err(where, "searcher.type",
+                    raise key_error(where, "searcher.type",
                                f"grid search over {size} configurations exceeds the limit "
                                f"{s.max_grid_size} (raise searcher.max_grid_size or use "
                                f"random/tpe)")
@@ -419,7 +370,7 @@ class Experiment:
                 if not pbt_mutations(space, pb2=sc.type == "pb2"):
                     what = ("numeric (float, int, or ordinal/categorical with numeric values) "
                             if sc.type == "pb2" else "")
-                    raise _err(where, "scheduler.type",
+                    raise key_error(where, "scheduler.type",
                                f"{sc.type} needs at least one mutable {what}(non-architecture, "
                                f"unconditional) parameter in the space; none found"
                                + ("; PB2 explores continuous ranges, so it cannot mutate "
@@ -428,7 +379,7 @@ class Experiment:
         if check_trainer:
             trainer = self.resolve_trainer()
             if sc.type in ("pbt", "pb2") and getattr(trainer, "supports_checkpoint", True) is False:
-                raise _err(where, "trainer", f"{sc.type} exploits by restoring checkpoints, but "
+                raise key_error(where, "trainer", f"{sc.type} exploits by restoring checkpoints, but "
                                              f"trainer {self.trainer!r} does not checkpoint "
                                              f"(supports_checkpoint = False)")
         return self
@@ -443,7 +394,7 @@ class Experiment:
                 try:
                     mod = importlib.import_module(mod_name)
                 except ImportError as e:
-                    raise _err(where, "trainer",
+                    raise key_error(where, "trainer",
                                f"cannot import module {mod_name!r}: {e}") from None
                 fn = getattr(mod, fn_name, None)
                 if fn is None or not callable(fn):
@@ -451,7 +402,7 @@ class Experiment:
                              if not n.startswith("_") and callable(getattr(mod, n))]
                     close = difflib.get_close_matches(fn_name, names, n=3)
                     hint = f"; did you mean {', '.join(close)}?" if close else ""
-                    raise _err(where, "trainer",
+                    raise key_error(where, "trainer",
                                f"module {mod_name!r} has no callable {fn_name!r}{hint}")
                 return fn
             from trainers import get_trainer
@@ -469,14 +420,14 @@ class Experiment:
                 pass
             close = difflib.get_close_matches(name, valid, n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise _err(where, "trainer", f"unknown trainer {name!r} ({e}).{hint} Valid: "
+            raise key_error(where, "trainer", f"unknown trainer {name!r} ({e}).{hint} Valid: "
                                          f"{', '.join(valid)} or 'module:function'") from None
 
 
 def _bad_choice(where, key, value, valid) -> SpecError:
     close = difflib.get_close_matches(str(value), list(valid), n=2, cutoff=0.4)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return _err(where, key, f"{value!r} is not valid{hint} Valid: {', '.join(valid)}")
+    return key_error(where, key, f"{value!r} is not valid{hint} Valid: {', '.join(valid)}")
 
 
 def _sub_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
@@ -488,10 +439,10 @@ def _sub_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
             if cls is SchedulerSpec:
                 extra[key] = value  # flat scheduler options are accepted too
                 continue
-            raise _unknown(where, f"{prefix}.{key}", valid)
+            raise unknown_key(where, f"{prefix}.{key}", valid)
         tp = cls._TYPES[key]
-        if not _check_type(value, tp):
-            raise _err(where, f"{prefix}.{key}", f"expected {_type_name(tp)}, got {value!r} "
+        if not check_type(value, tp):
+            raise key_error(where, f"{prefix}.{key}", f"expected {type_name(tp)}, got {value!r} "
                                                  f"({type(value).__name__})")
         if tp is float:
             value = float(value)
@@ -501,7 +452,7 @@ def _sub_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
         typ = kwargs.get("type", "fifo")
         for k, v in extra.items():
             if k not in SCHEDULER_OPTIONS.get(typ, {}):
-                raise _unknown(where, f"{prefix}.{k}",
+                raise unknown_key(where, f"{prefix}.{k}",
                                valid + list(SCHEDULER_OPTIONS.get(typ, {})))
             opts[k] = v
         kwargs["options"] = opts

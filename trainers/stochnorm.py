@@ -40,9 +40,21 @@ def _check_p(p: float) -> float:
 
 
 class _StochNormMixin:
-    """Shared forward of the StochNorm layers (mixed into a ``_BatchNorm`` subclass)."""
+    """Constructor and forward shared by the StochNorm layers (mixed in before the
+    ``nn.BatchNorm1d``/``nn.BatchNorm2d`` it replaces): BatchNorm's arguments plus ``p``."""
 
     p: float
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, p: float = 0.5,
+                 device=None, dtype=None):
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=track_running_stats, device=device, dtype=dtype)
+        self.p = _check_p(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        return self._normalize(x)
 
     def _normalize(self, x: Tensor) -> Tensor:
         bn: nn.modules.batchnorm._BatchNorm = self  # type: ignore[assignment]
@@ -86,31 +98,9 @@ class _StochNormMixin:
 class StochNorm1d(_StochNormMixin, nn.BatchNorm1d):
     """StochNorm over (N, C) or (N, C, L) inputs; a drop-in replacement of ``nn.BatchNorm1d``."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, p: float = 0.5,
-                 device=None, dtype=None):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
-        self.p = _check_p(p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
-        return self._normalize(x)
-
 
 class StochNorm2d(_StochNormMixin, nn.BatchNorm2d):
     """StochNorm over (N, C, H, W) inputs; a drop-in replacement of ``nn.BatchNorm2d``."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, p: float = 0.5,
-                 device=None, dtype=None):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats, device=device, dtype=dtype)
-        self.p = _check_p(p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
-        return self._normalize(x)
 
 
 class StochNormAct2d(StochNorm2d):
