@@ -165,13 +165,19 @@ def cmd_train(a) -> int:
 def cmd_report(a) -> int:
     from .report import make_report
 
-    rep = make_report(a.dir, plots=not a.no_plots)
+    from .report import parse_objectives
+
+    objectives = parse_objectives(a.pareto) if a.pareto else None
+    rep = make_report(a.dir, plots=not a.no_plots, pareto=objectives)
     print(rep["table"])
     b = rep["best"]
     if b["best_metric"] is not None:
         print(f"\nbest {b['metric']} ({b['mode']}): {b['best_metric']:.4f} (trial {b['trial']})")
         for k, v in b["config"].items():
             print(f"  {k}: {v}")
+    if rep["pareto"] is not None:
+        print(f"\nPareto front ({len(rep['pareto'])} trials):")
+        print(rep["pareto"].to_string(index=False, max_colwidth=24))
     for p in rep["plots"]:
         print(f"plot: {p}")
     return 0
@@ -249,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="table and plots of an experiment")
     r.add_argument("dir")
     r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--pareto", default=None, metavar="OBJ:MODE,...",
+                   help="Pareto front over these columns, e.g. val_acc:max,latency_ms:min "
+                        "(default: the metric vs latency_ms or params when reported)")
     r.set_defaults(fn=cmd_report)
 
     r = sub.add_parser("tensorboard", help="launch TensorBoard on an experiment")

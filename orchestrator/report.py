@@ -4,19 +4,24 @@
 per-trial TensorBoard scalars for time series, and writes into ``DIR/report/``:
 
 - ``best_so_far.png``: best objective so far vs elapsed time (trial completion order);
-- ``param_<name>.png``: objective vs each of the top parameters (most varied first).
+- ``param_<name>.png``: objective vs each of the top parameters (most varied first);
+- ``pareto.csv`` / ``pareto.png``: the non-dominated trials for two or more objectives (e.g.
+  accuracy vs latency for architecture search).
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
+from spaces.errors import ArchtuneError
+
 from .runner import Results
 
-__all__ = ["make_report", "format_table"]
+__all__ = ["make_report", "format_table", "pareto_table", "parse_objectives",
+           "default_objectives"]
 
 _SHOW_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s")
 
@@ -61,13 +66,86 @@ def _top_params(df: pd.DataFrame, metric: str, k: int = 6) -> list[str]:
     return [c for _, c in sorted(scores, reverse=True)[:k]]
 
 
-def make_report(path: str | Path, *, plots: bool = True) -> dict[str, Any]:
-    """Write the report; returns {"table": str, "best": {...}, "plots": [paths]}."""
+def parse_objectives(text: str) -> list[tuple[str, str]]:
+    """``"val_acc:max,latency_ms:min"`` -> ``[("val_acc", "max"), ("latency_ms", "min")]``."""
+    objectives = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, mode = part.partition(":")
+        mode = mode or "max"
+        if mode not in ("min", "max"):
+            raise ArchtuneError(f"--pareto: objective {part!r}: mode must be 'min' or 'max'")
+        objectives.append((name, mode))
+    if len(objectives) < 2:
+        raise ArchtuneError(f"--pareto: need at least two objectives, got {text!r} "
+                            f"(e.g. val_acc:max,latency_ms:min)")
+    return objectives
+
+
+def default_objectives(df: pd.DataFrame, metric: str, mode: str) -> list[tuple[str, str]] | None:
+    """The metric against latency (or params) when the trials reported one, else ``None``."""
+    for cost in ("latency_ms", "params"):
+        if cost in df.columns and metric in df.columns:
+            return [(metric, mode), (cost, "min")]
+    return None
+
+
+def pareto_table(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The non-dominated trials of ``df`` for ``objectives`` (errored/diverged trials excluded)."""
+    from trainers.nas.objectives import pareto_front
+
+    missing = [n for n, _ in objectives if n not in df.columns]
+    if missing:
+        raise ArchtuneError(f"pareto: no column {missing} in the results "
+                            f"(columns: {sorted(c for c in df.columns if '/' not in c)})")
+    ok = df[~df["status"].isin(["errored", "diverged"])] if "status" in df.columns else df
+    rows = ok.to_dict("records")
+    for i, r in enumerate(rows):
+        r["_row"] = i
+    front = pareto_front(rows, list(objectives))
+    keep = [r["_row"] for r in front]
+    cols = [c for c in ("trial_id", "status") if c in ok.columns] + [n for n, _ in objectives]
+    return ok.iloc[keep][cols + [c for c in ok.columns if c.startswith("config/")]]
+
+
+def make_report(path: str | Path, *, plots: bool = True,
+                pareto: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Write the report; returns {"table": str, "best": {...}, "plots": [paths], "pareto": df}.
+
+    ``pareto`` names two or more ``(column, mode)`` objectives; by default the metric against
+    ``latency_ms`` (or ``params``) when the trials reported one (the NAS trainer does). The front
+    is written to ``report/pareto.csv`` (and ``report/pareto.png`` for two objectives).
+    """
     res = Results.load(path)
     out = Path(path) / "report"
     table = format_table(res)
     written: list[str] = []
     df = res.dataframe
+    objectives = list(pareto) if pareto else default_objectives(df, res.metric, res.mode)
+    front = None
+    if objectives and not df.empty:
+        front = pareto_table(df, objectives)
+        out.mkdir(parents=True, exist_ok=True)
+        front.to_csv(out / "pareto.csv", index=False)
+        written.append(str(out / "pareto.csv"))
+        if plots and len(objectives) == 2:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            (xn, _), (yn, _) = objectives[1], objectives[0]
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            ax.scatter(pd.to_numeric(df[xn], errors="coerce"),
+                       pd.to_numeric(df[yn], errors="coerce"), s=12, alpha=0.4, label="trials")
+            f = front.sort_values(xn)
+            ax.step(f[xn], f[yn], where="post", color="C3", marker="o", label="Pareto front")
+            ax.set_xlabel(xn)
+            ax.set_ylabel(yn)
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(out / "pareto.png", dpi=90)
+            plt.close(fig)
+            written.append(str(out / "pareto.png"))
     if plots and not df.empty and res.metric in df.columns:
         import matplotlib
 
@@ -126,4 +204,4 @@ def make_report(path: str | Path, *, plots: bool = True) -> dict[str, Any]:
     return {"table": table, "best": {"metric": res.metric, "mode": res.mode,
                                      "best_metric": res.best_metric, "trial": res.best_trial,
                                      "config": res.best_config},
-            "plots": written, "results": res}
+            "plots": written, "results": res, "pareto": front}
