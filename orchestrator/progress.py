@@ -50,6 +50,12 @@ class ProgressCallback(Callback):
     def stream(self) -> TextIO:
         return self._stream or sys.stdout
 
+    def _stream_is_tty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (AttributeError, ValueError):  # closed or minimal stream
+            return False
+
     # --- persistence ------------------------------------------------------------------
     def _load_retries(self) -> dict[str, int]:
         if self.exp_dir and (self.exp_dir / "retries.json").is_file():
@@ -79,10 +85,15 @@ class ProgressCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._last[trial.trial_id] = result
         v = result.get(self.metric)
+        improved = False
         if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("diverged"):
             if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
                 self.best, self.best_trial = float(v), trial.trial_id
-        self._render(trials)
+                improved = True
+        # a result changes the printed line only through the best (counts change at trial
+        # ends): skip building the line per result unless the view can change
+        if improved or (self.enabled and self._stream_is_tty()):
+            self._render(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.running.discard(trial.trial_id)
@@ -136,11 +147,13 @@ class ProgressCallback(Callback):
     def _render(self, trials=None, force: bool = False) -> None:
         if not self.enabled:
             return
+        tty = self._stream_is_tty()
+        now = time.time()
+        if tty and not force and now - self._last_print <= 0.5:
+            return  # refresh at most twice a second
         line = self.line(trials)
         # a new line (non-TTY) only when counts or the best change, not for running churn
         body = " | ".join(p for p in line.split(" | ")[:-1] if not p.endswith(" running"))
-        tty = self.stream.isatty()
-        now = time.time()
         if tty:
             if force or now - self._last_print > 0.5:
                 self.stream.write("\r\x1b[2K" + line)

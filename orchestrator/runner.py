@@ -110,7 +110,10 @@ def _max_concurrent(exp: Experiment) -> int:
     n = int(res.get("CPU", 1) // exp.resources.cpu)
     if exp.resources.gpu > 0:
         n = min(n, int(res.get("GPU", 0) // exp.resources.gpu))
-    return max(1, n)
+    # one suggestion beyond the free slots: a trial is already waiting when another ends, so
+    # its (reused) actor starts it at once instead of after the next searcher round-trip;
+    # resources still cap the trials that actually run at ``n``
+    return max(1, n) + 1
 
 
 def _trainable(exp: Experiment, space: Any):
