@@ -235,4 +235,9 @@ def test_pb2_needs_only_what_rays_pb2_imports(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "GPy" else real(name, *a))
-    _exp(scheduler={"type": "pb2"}).validate()
+    from orchestrator.spec import _pb2_missing_dependency
+
+    assert _pb2_missing_dependency() is None
+    exp = _exp(scheduler={"type": "pb2"})
+    exp.validate()  # raises SpecError if PB2 were refused
+    assert exp.scheduler.type == "pb2"

@@ -94,6 +94,8 @@ def test_callback_survives_pickling(tmp_path):
     clone.setup()
     clone.on_experiment_end([])
     cb.on_experiment_end([])
+    # both the original and the unpickled callback wrote an experiment-level event file
+    assert len(list(tmp_path.rglob("events.out.tfevents.*"))) >= 2
 
 
 def test_real_run_writes_tensorboard(ray_session, tmp_path):
