@@ -322,7 +322,8 @@ def _results(exp: Experiment, space: Any, grid) -> Results:
         if errored:
             row["status"] = "errored"
         row["epochs"] = m.get("epoch", m.get("training_iteration"))
-        cfg = {k: v for k, v in (r.config or {}).items() if not k.startswith("_archtune")}
+        # inactive (conditional) parameters are absent, never the sampling sentinel
+        cfg = _strip({k: v for k, v in (r.config or {}).items() if not k.startswith("_archtune")})
         configs[tid] = cfg
         for k, v in cfg.items():
             plain = isinstance(v, (int, float, str, bool)) or v is None
@@ -330,6 +331,8 @@ def _results(exp: Experiment, space: Any, grid) -> Results:
         for k, v in m.items():
             if k in ("config", "trial_id", "date", "hostname", "node_ip", "pid", "done",
                      "checkpoint_dir_name", "should_checkpoint", "experiment_tag"):
+                continue
+            if k.startswith("config/"):  # Ray's flattened copy of the raw config
                 continue
             if isinstance(v, (int, float, str, bool)):
                 row[k] = v

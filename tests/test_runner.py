@@ -66,7 +66,7 @@ def test_trials_get_data_settings_seed_and_resources(ray_session, tmp_path):
 def test_pbt_exploits_another_trials_checkpoint(ray_session, tmp_path):
     # synch PBT: every interval the bottom half copies a top-half trial's checkpoint
     exp = _exp(tmp_path, name="pbt", num_samples=4, max_epochs=4, max_concurrent=4,
-               resources={"cpu": 0.5}, data={"sleep": 0.1},
+               resources={"cpu": 0.5}, data={"sleep": 0.1}, fixed={"opt": "a"},
                scheduler={"type": "pbt", "options": {"perturbation_interval": 1,
                                                      "quantile_fraction": 0.5, "synch": True}})
     res = run(exp)
@@ -78,6 +78,12 @@ def test_pbt_exploits_another_trials_checkpoint(ray_session, tmp_path):
     df = res.dataframe
     assert len(df) == 4 and df["trial_id"].is_unique
     assert (df["epochs"] == 4).all()
+    # PBT samples the space through Tune domains: inactive values never reach the table
+    from spaces.compile.tune import INACTIVE
+
+    config_cols = [c for c in df.columns if c.startswith("config/")]
+    assert not df[config_cols].isin([INACTIVE]).any().any()
+    assert "config/momentum" not in df.columns or df["config/momentum"].isna().all()
 
 
 def test_hyperband_pauses_and_resumes_from_checkpoints(ray_session, tmp_path):
