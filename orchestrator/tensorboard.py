@@ -199,7 +199,10 @@ class TensorBoardCallback(Callback):
 
         self._exp_writer()
         self._started.add(trial.trial_id)
-        hparams = {k: _hparam_value(v) for k, v in (trial.config or {}).items()
+        from spaces.compile.tune import strip_inactive
+
+        # inactive conditional parameters stay empty in the HParams table
+        hparams = {k: _hparam_value(v) for k, v in strip_inactive(trial.config or {}).items()
                    if k in self.params}
         self._trial_writer(trial).summary(hp.hparams_pb(hparams, trial_id=trial.trial_id))
 
