@@ -20,7 +20,6 @@ from typing import Any
 # Ray's default CSV/JSON/TensorBoard loggers cost per-trial time and write misleading
 # per-trial HParams; archtune writes its own TensorBoard summary instead.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_ACCEPT_CONNECTIONS_FROM_ANYWHERE", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 import pandas as pd  # noqa: E402

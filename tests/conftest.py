@@ -10,7 +10,6 @@ import os
 
 import pytest
 
-os.environ.setdefault("RAY_ACCEPT_CONNECTIONS_FROM_ANYWHERE", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 

@@ -82,7 +82,6 @@ def _child_env(tmp: Path) -> dict[str, str]:
         # (resolve_ip_for_localhost); this switch keeps loopback so the GCS, bound to 127.0.0.1,
         # is reachable. It only affects `ray start` worker nodes otherwise (not used here).
         RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-        RAY_ACCEPT_CONNECTIONS_FROM_ANYWHERE="0",
         RAY_DEDUP_LOGS="0",
         RAY_USAGE_STATS_ENABLED="0",
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
