@@ -27,7 +27,8 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from spaces.errors import ArchtuneError, SpecError
+from spaces.errors import ArchtuneError
+from orchestrator.errors import SpecError
 
 __all__ = [
     "JobError",

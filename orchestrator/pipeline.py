@@ -25,7 +25,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from spaces.errors import ArchtuneError, SpecError
+from spaces.errors import ArchtuneError
+from orchestrator.errors import SpecError
 
 from .pipeline_spec import (STAGES, AugmentStage, FinalStage, Pipeline, ProxyStage, SearchStage,
                             load_pipeline)

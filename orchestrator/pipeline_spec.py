@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 
 from .spec import Experiment
 from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,

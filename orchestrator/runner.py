@@ -24,7 +24,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 import pandas as pd  # noqa: E402
 
-from spaces.errors import ArchtuneError, SpecError  # noqa: E402
+from spaces.errors import ArchtuneError  # noqa: E402
+from orchestrator.errors import SpecError  # noqa: E402
 
 from .progress import classify  # noqa: E402
 from .spec import Experiment, load_experiment  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 
 TIME_ATTR = "training_iteration"
 # result keys Ray fills in itself; never part of a reused (duplicate) result
@@ -240,35 +240,50 @@ class PruningOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
+def _seed(exp: Any) -> int | None:
+    return exp.searcher.seed if exp.searcher.seed is not None else exp.seed
+
+
 def make_searcher(exp: Any, space: Any):
-    """The Tune search algorithm for ``exp`` (``None`` for PBT/PB2, which draw their own
-    population through ``param_space``)."""
-    s = exp.searcher
-    seed = s.seed if s.seed is not None else exp.seed
-    if exp.scheduler.type in ("pbt", "pb2"):
+    """The Tune search algorithm for ``exp`` (a Ray ``BasicVariantGenerator`` for PBT/PB2,
+    which draw their own population through ``param_space``)."""
+    from orchestrator.registries import SCHEDULERS, SEARCHERS
+
+    if SCHEDULERS.meta(exp.scheduler.type).get("population"):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed)
-    if s.type == "random":
-        return SpaceSearcher(space, seed=seed, metric=exp.metric, mode=exp.mode)
-    if s.type == "grid":
-        size = space.size()
-        if size == math.inf or size > s.max_grid_size:
-            raise SpecError(f"{exp.source or 'experiment'}: key 'searcher.type': grid search "
-                            f"over {size} configurations exceeds the limit {s.max_grid_size}")
-        return GridSearcher(space, metric=exp.metric, mode=exp.mode)
-    if s.type == "tpe":
-        import optuna
+        return BasicVariantGenerator(random_state=_seed(exp))
+    return SEARCHERS.create(exp.searcher.type, exp, space)
 
-        from spaces.compile.optuna import to_optuna
 
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
-                                             multivariate=s.multivariate)
-        storage = optuna.storages.RDBStorage(s.storage) if s.storage else None
-        return PruningOptunaSearch(space=to_optuna(space), metric=exp.metric, mode=exp.mode,
-                                   sampler=sampler, storage=storage,
-                                   study_name=s.study_name or exp.name, max_t=exp.max_epochs)
-    raise SpecError(f"unknown searcher type {s.type!r}")
+def make_random(exp: Any, space: Any) -> SpaceSearcher:
+    """``random``: the space's seeded sampler, duplicates answered from the earlier trial."""
+    return SpaceSearcher(space, seed=_seed(exp), metric=exp.metric, mode=exp.mode)
+
+
+def make_grid(exp: Any, space: Any) -> GridSearcher:
+    """``grid``: every distinct configuration once (refused above ``max_grid_size``)."""
+    size = space.size()
+    if size == math.inf or size > exp.searcher.max_grid_size:
+        raise SpecError(f"{exp.source or 'experiment'}: key 'searcher.type': grid search "
+                        f"over {size} configurations exceeds the limit "
+                        f"{exp.searcher.max_grid_size}")
+    return GridSearcher(space, metric=exp.metric, mode=exp.mode)
+
+
+def make_tpe(exp: Any, space: Any) -> PruningOptunaSearch:
+    """``tpe``: Optuna TPE define-by-run, early-stopped trials told as PRUNED."""
+    import optuna
+
+    from spaces.compile.optuna import to_optuna
+
+    s = exp.searcher
+    sampler = optuna.samplers.TPESampler(seed=_seed(exp), n_startup_trials=s.n_startup_trials,
+                                         multivariate=s.multivariate)
+    storage = optuna.storages.RDBStorage(s.storage) if s.storage else None
+    return PruningOptunaSearch(space=to_optuna(space), metric=exp.metric, mode=exp.mode,
+                               sampler=sampler, storage=storage,
+                               study_name=s.study_name or exp.name, max_t=exp.max_epochs)
 
 
 def pbt_mutations(space: Any, *, pb2: bool = False) -> dict[str, Any]:
@@ -315,50 +330,77 @@ def pbt_mutations(space: Any, *, pb2: bool = False) -> dict[str, Any]:
 
 def make_scheduler(exp: Any, space: Any):
     """The Tune trial scheduler for ``exp`` (``None`` = FIFO)."""
-    from ray.tune import schedulers as S
+    from orchestrator.registries import SCHEDULERS
 
-    sc = exp.scheduler
-    o = dict(sc.options)
-    max_t = exp.max_epochs
-    if sc.type == "fifo":
-        return None
-    if sc.type == "asha":
-        return S.ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t,
-                               grace_period=int(o.get("grace_period", 1)),
-                               reduction_factor=o.get("reduction_factor", 2),
-                               brackets=int(o.get("brackets", 1)))
-    if sc.type == "hyperband":
-        return S.HyperBandScheduler(time_attr=TIME_ATTR, max_t=max_t,
-                                    reduction_factor=o.get("reduction_factor", 3))
-    if sc.type == "median":
-        return S.MedianStoppingRule(time_attr=TIME_ATTR, grace_period=o.get("grace_period", 1),
-                                    min_samples_required=o.get("min_samples_required", 3),
-                                    hard_stop=o.get("hard_stop", True))
-    if sc.type == "pbt":
-        kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "resample_probability",
-                                "synch") if k in o}
-        if "perturbation_factors" in o:
-            kw["perturbation_factors"] = tuple(o["perturbation_factors"])
-        return S.PopulationBasedTraining(
-            time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
-            hyperparam_mutations=pbt_mutations(space), **kw)
-    if sc.type == "pb2":
-        from ray.tune.schedulers.pb2 import PB2
+    return SCHEDULERS.create(exp.scheduler.type, exp, space)
 
-        from orchestrator.adapter import snap_to_space
 
-        kw = {k: o[k] for k in ("quantile_fraction", "synch") if k in o}
-        bounds = pbt_mutations(space, pb2=True)
-        if not bounds:
-            raise SpecError(f"{exp.source or 'experiment'}: key 'scheduler.type': pb2 needs at "
-                            f"least one numeric mutable parameter (float, int, or a choice of "
-                            f"numbers); use 'pbt' for non-numeric choices")
-        # PB2 proposes any real in [min, max]: snap each proposal onto the space before it
-        # becomes the trial's config (so trainers, results and TensorBoard see valid values)
-        return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
-                   hyperparam_bounds=bounds,
-                   custom_explore_fn=functools.partial(snap_to_space, space), **kw)
-    raise SpecError(f"unknown scheduler type {sc.type!r}")
+def make_fifo(exp: Any, space: Any) -> None:
+    """``fifo``: every trial runs to ``max_epochs`` (Ray's default)."""
+    return None
+
+
+def make_asha(exp: Any, space: Any):
+    """``asha``: asynchronous successive halving over epochs."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    o = exp.scheduler.options
+    return ASHAScheduler(time_attr=TIME_ATTR, max_t=exp.max_epochs,
+                         grace_period=int(o.get("grace_period", 1)),
+                         reduction_factor=o.get("reduction_factor", 2),
+                         brackets=int(o.get("brackets", 1)))
+
+
+def make_hyperband(exp: Any, space: Any):
+    """``hyperband``: synchronous HyperBand (pauses and resumes trials)."""
+    from ray.tune.schedulers import HyperBandScheduler
+
+    return HyperBandScheduler(time_attr=TIME_ATTR, max_t=exp.max_epochs,
+                              reduction_factor=exp.scheduler.options.get("reduction_factor", 3))
+
+
+def make_median(exp: Any, space: Any):
+    """``median``: the median stopping rule."""
+    from ray.tune.schedulers import MedianStoppingRule
+
+    o = exp.scheduler.options
+    return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=o.get("grace_period", 1),
+                              min_samples_required=o.get("min_samples_required", 3),
+                              hard_stop=o.get("hard_stop", True))
+
+
+def make_pbt(exp: Any, space: Any):
+    """``pbt``: population-based training over the space's mutable parameters."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    o = exp.scheduler.options
+    kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "resample_probability",
+                            "synch") if k in o}
+    if "perturbation_factors" in o:
+        kw["perturbation_factors"] = tuple(o["perturbation_factors"])
+    return PopulationBasedTraining(
+        time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
+        hyperparam_mutations=pbt_mutations(space), **kw)
+
+
+def make_pb2(exp: Any, space: Any):
+    """``pb2``: PB2 over numeric mutable parameters, proposals snapped onto the space."""
+    from ray.tune.schedulers.pb2 import PB2
+
+    from orchestrator.adapter import snap_to_space
+
+    o = exp.scheduler.options
+    kw = {k: o[k] for k in ("quantile_fraction", "synch") if k in o}
+    bounds = pbt_mutations(space, pb2=True)
+    if not bounds:
+        raise SpecError(f"{exp.source or 'experiment'}: key 'scheduler.type': pb2 needs at "
+                        f"least one numeric mutable parameter (float, int, or a choice of "
+                        f"numbers); use 'pbt' for non-numeric choices")
+    # PB2 proposes any real in [min, max]: snap each proposal onto the space before it
+    # becomes the trial's config (so trainers, results and TensorBoard see valid values)
+    return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
+               hyperparam_bounds=bounds,
+               custom_explore_fn=functools.partial(snap_to_space, space), **kw)
 
 
 def perturbation_interval(exp: Any) -> int:

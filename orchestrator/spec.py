@@ -29,7 +29,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from spaces.errors import ArchtuneError, SpecError
+from spaces.errors import ArchtuneError
+from orchestrator.errors import SpecError
+from orchestrator.registries import SCHEDULERS as _SCHEDULER_REGISTRY
+from orchestrator.registries import SEARCHERS as _SEARCHER_REGISTRY
 
 from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,
                          type_name, unknown_key)
@@ -46,8 +49,8 @@ __all__ = [
     "load_experiment",
 ]
 
-SEARCHERS = ("random", "grid", "tpe")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+SEARCHERS = tuple(_SEARCHER_REGISTRY.list())
+SCHEDULERS = tuple(_SCHEDULER_REGISTRY.list())
 
 # Options each scheduler accepts (value: expected type). max_t is always max_epochs.
 _NUM = (int, float)
@@ -301,8 +304,8 @@ class Experiment:
             raise key_error(where, "resources.gpu", "fractional GPUs must be < 1 (or a whole number)")
         # searcher
         s = self.searcher
-        if s.type not in SEARCHERS:
-            raise _bad_choice(where, "searcher.type", s.type, SEARCHERS)
+        if s.type not in _SEARCHER_REGISTRY:
+            raise _bad_choice(where, "searcher.type", s.type, _SEARCHER_REGISTRY.list())
         if s.n_startup_trials < 0:
             raise key_error(where, "searcher.n_startup_trials", "must be >= 0")
         if s.storage is not None and "://" not in s.storage:
@@ -312,8 +315,8 @@ class Experiment:
             raise key_error(where, "searcher.storage", "is only used by searcher type 'tpe'")
         # scheduler
         sc = self.scheduler
-        if sc.type not in SCHEDULERS:
-            raise _bad_choice(where, "scheduler.type", sc.type, SCHEDULERS)
+        if sc.type not in _SCHEDULER_REGISTRY:
+            raise _bad_choice(where, "scheduler.type", sc.type, _SCHEDULER_REGISTRY.list())
         allowed = SCHEDULER_OPTIONS[sc.type]
         for k, v in sc.options.items():
             if k not in allowed:

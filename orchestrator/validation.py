@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 
 __all__ = ["type_name", "check_type", "key_error", "unknown_key", "require_mapping",
            "read_yaml", "spec_to_dict"]

@@ -2,7 +2,7 @@
 
 Pure Python + numpy; importing this package never imports torch or ray.
 """
-from spaces.errors import ArchtuneError, SpaceError, SpecError, TrainerError
+from spaces.errors import ArchtuneError, SpaceError
 from spaces.core import (
     And, Categorical, Condition, Constant, Equals, Float, Forbidden, ForbiddenAnd,
     ForbiddenEquals, ForbiddenIn, ForbiddenPredicate, ForbiddenRelation, GreaterThan, In, Int,
@@ -12,7 +12,7 @@ from spaces.tree import ArchConfig, ArchConfigList, ArchTree, Choice, Repeat, ch
 from spaces.describe import describe_space
 
 __all__ = [
-    "ArchtuneError", "SpaceError", "SpecError", "TrainerError",
+    "ArchtuneError", "SpaceError",
     "Param", "Categorical", "Ordinal", "Int", "Float", "Constant",
     "Condition", "Equals", "NotEquals", "In", "GreaterThan", "LessThan", "And", "Or",
     "Forbidden", "ForbiddenEquals", "ForbiddenIn", "ForbiddenAnd", "ForbiddenRelation",

@@ -1,4 +1,4 @@
-"""Error types shared by every archtune layer.
+"""The root of archtune's error family, and the search-space errors.
 
 Every user-facing error derives from :class:`ArchtuneError`. The value-error subclasses also
 derive from :class:`ValueError` so callers that catch ``ValueError`` keep working.
@@ -33,12 +33,4 @@ class SpaceError(ArchtuneError, ValueError):
         super().__init__(msg)
 
 
-class SpecError(ArchtuneError, ValueError):
-    """An invalid experiment file or experiment specification."""
-
-
-class TrainerError(ArchtuneError, ValueError):
-    """An invalid trainer configuration."""
-
-
-__all__ = ["ArchtuneError", "SpaceError", "SpecError", "TrainerError"]
+__all__ = ["ArchtuneError", "SpaceError"]

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.augment import (
     AUGMENTATIONS,
     Identity,

@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.checkpoint import (
     STATE_FILE, capture_rng_state, load_checkpoint, read_checkpoint, restore_rng_state, save_checkpoint,
 )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.augment import build_train_transform
 from trainers.data import (
     DataConfig,

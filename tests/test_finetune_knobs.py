@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers import get_trainer, list_trainers, register_trainer
 from trainers import freezing
 from trainers.api import LocalContext

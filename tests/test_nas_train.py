@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from spaces.library import get_space
 from trainers.api import LocalContext
 from trainers.nas import train as nas_train

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.pipeline import Pipeline, run_pipeline
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 from trainers_for_tests import NAS_TOY_SPACE
 
 # The pipeline's replay stages resolve the trainer by name inside Ray workers, which import

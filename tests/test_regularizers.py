@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.regularizers import (
     L2SP,
     CoTuning,

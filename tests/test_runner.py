@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from orchestrator import Experiment, Results, run
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 from trainers_for_tests import TOY_SPACE
 
 

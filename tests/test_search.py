@@ -218,7 +218,7 @@ def test_pb2_scheduler_bounds_and_snapped_proposals():
 
 
 def test_pb2_spec_checks():
-    from spaces.errors import SpecError
+    from orchestrator.errors import SpecError
 
     with pytest.raises(SpecError, match="perturbation_interval|burn_in_period"):
         _exp(scheduler={"type": "pb2", "options": {"burn_in_period": 2}}).validate()

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from orchestrator.spec import Experiment, SchedulerSpec, SearcherSpec
-from spaces.errors import SpecError
+from orchestrator.errors import SpecError
 from trainers_for_tests import DISCRETE_SPACE, TOY_SPACE
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

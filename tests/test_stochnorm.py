@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers.norm_act import BatchNormAct2d
 from torch import nn
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.stochnorm import (
     StochNorm1d,
     StochNorm2d,

@@ -1,48 +1,46 @@
 """Trainers: what one trial does (torch + timm; never Ray).
 
 A trainer is a callable ``trainer(config: dict, ctx: TrialContext) -> None``. Trainers are found
-by name in a small registry::
+by name in :data:`TRAINERS` (one :class:`spaces.registry.Registry`)::
 
     get_trainer("finetune")            # trainers.finetune.train
     get_trainer("nas")                 # trainers.nas.train:train
     get_trainer("mypkg.mymod:train")   # any importable function
     register_trainer("mine")(fn)       # add your own
+    TRAINERS.meta("finetune")["checkpoints"]   # declared capability flags
 
-Built-in trainers are imported lazily so ``import trainers`` stays cheap.
+Declared metadata: ``checkpoints`` (the trainer saves and restores full state through
+``ctx``; PBT/PB2 and pausing schedulers need it). Built-in trainers are registered lazily so
+``import trainers`` stays cheap.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import importlib
-from typing import Callable
+from typing import Any, Callable
 
-from spaces.errors import TrainerError
+from spaces.registry import Registry, import_object
+from trainers.errors import TrainerError
 
-__all__ = ["get_trainer", "list_trainers", "register_trainer"]
+__all__ = ["TRAINERS", "TrainerError", "get_trainer", "list_trainers", "register_trainer",
+           "trainer_meta"]
 
 TrainerFn = Callable[..., None]
 
-# name -> callable, or "module:function" resolved on first use
-_REGISTRY: dict[str, TrainerFn | str] = {
-    "finetune": "trainers.finetune:train",
-    "nas": "trainers.nas.train:train",
-}
+TRAINERS: Registry = Registry("trainer", error=TrainerError, cutoff=0.4)
+TRAINERS.register("finetune", "trainers.finetune:train", checkpoints=True)
+TRAINERS.register("nas", "trainers.nas.train:train", checkpoints=True)
 
 
-def register_trainer(name: str, fn: TrainerFn | None = None):
-    """Register ``fn`` under ``name`` (lower-cased). Usable as a decorator::
+def register_trainer(name: str, fn: TrainerFn | None = None, *, checkpoints: bool = True,
+                     **meta: Any):
+    """Register ``fn`` under ``name`` (lower-cased); usable as a decorator::
 
-        @register_trainer("mine")
+        @register_trainer("mine", checkpoints=False)
         def train(config, ctx): ...
     """
-    if not isinstance(name, str) or not name or ":" in name:
-        raise TrainerError(f"trainer name must be a non-empty string without ':', got {name!r}")
-
     def decorator(func: TrainerFn) -> TrainerFn:
         if not callable(func):
             raise TrainerError(f"trainer {name!r} must be callable, got {func!r}")
-        _REGISTRY[name.lower()] = func
+        TRAINERS.register(name, func, replace=True, checkpoints=checkpoints, **meta)
         return func
 
     return decorator(fn) if fn is not None else decorator
@@ -50,26 +48,7 @@ def register_trainer(name: str, fn: TrainerFn | None = None):
 
 def list_trainers(filter: str = "*") -> list[str]:
     """Registered trainer names matching the fnmatch ``filter``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, filter.lower()))
-
-
-def _import(target: str) -> TrainerFn:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise TrainerError(f"trainer reference must look like 'module:function', got {target!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TrainerError(f"cannot import trainer module {module_name!r}: {exc}") from exc
-    fn = module
-    for part in attr.split("."):
-        try:
-            fn = getattr(fn, part)
-        except AttributeError:
-            raise TrainerError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(fn):
-        raise TrainerError(f"trainer {target!r} is not callable")
-    return fn
+    return TRAINERS.list(filter)
 
 
 def get_trainer(name: str | TrainerFn) -> TrainerFn:
@@ -82,17 +61,19 @@ def get_trainer(name: str | TrainerFn) -> TrainerFn:
         return name
     if not isinstance(name, str) or not name:
         raise TrainerError(f"trainer must be a name or 'module:function', got {name!r}")
-    if ":" in name:
-        return _import(name)
-    entry = _REGISTRY.get(name.lower())
-    if entry is None:
-        close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise TrainerError(
-            f"unknown trainer {name!r}{hint} Registered: {', '.join(list_trainers())}; "
-            "or give 'module:function'."
-        )
-    if isinstance(entry, str):
-        entry = _import(entry)
-        _REGISTRY[name.lower()] = entry
-    return entry
+    fn = import_object(name, error=TrainerError, what="trainer") if ":" in name \
+        else TRAINERS.get(name)
+    if not callable(fn):
+        raise TrainerError(f"trainer {name!r} is not callable")
+    return fn
+
+
+def trainer_meta(name: str | TrainerFn) -> dict[str, Any]:
+    """Declared capabilities of a trainer: the registry's metadata for a registered name,
+    else the callable's own attributes (``checkpoints``; the older ``supports_checkpoint``
+    spelling is read too). Unknown capabilities default to ``checkpoints=True``."""
+    if isinstance(name, str) and ":" not in name and name in TRAINERS:
+        return dict(TRAINERS.meta(name))
+    fn = get_trainer(name)
+    flag = getattr(fn, "checkpoints", getattr(fn, "supports_checkpoint", True))
+    return {"checkpoints": bool(flag)}

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = [
     "AUGMENTATIONS",

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = [
     "STATE_FILE",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = ["TrainerConfig", "OPTIMIZERS", "SCHEDULERS", "AUGMENTATIONS"]
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = [
     "DataConfig",

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 from . import freezing
 from .api import TrialContext

@@ -14,7 +14,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 from .config import TrainerConfig
 

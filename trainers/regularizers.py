@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = [
     "L2SP",

@@ -12,7 +12,7 @@ integers 0..10 mapped linearly to each op's range there.
 from __future__ import annotations
 
 from spaces.core import Categorical, Int, Ordinal, SearchSpace
-from spaces.library import register_space
+from spaces.library.registry import register_space
 
 AUGMENT_OPS: tuple[str, ...] = (
     "Equalize",

@@ -22,7 +22,7 @@ import math
 from typing import Any, Mapping
 
 from spaces.core import Categorical, Ordinal, SearchSpace
-from spaces.library import register_space
+from spaces.library.registry import register_space
 from spaces.library.mnasnet import MobileBlockSpec, read
 
 REPEATS: tuple[int, ...] = (2, 4, 4, 6, 9, 15)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from spaces.core import Categorical, Equals, Ordinal, SearchSpace
-from spaces.library import register_space
+from spaces.library.registry import register_space
 
 REPEATS: tuple[int, ...] = (1, 2, 3, 4, 3, 3, 1)
 FILTERS: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)

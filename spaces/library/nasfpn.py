@@ -100,7 +100,7 @@ def decode(config: Mapping[str, Any] | Any, num_intermediate: int = NUM_INTERMED
 
 def _register() -> None:
     try:
-        from spaces.library import register_space
+        from spaces.library.registry import register_space
     except ImportError:
         return
     register_space("nasfpn")(lambda **kw: nasfpn_space(**kw))

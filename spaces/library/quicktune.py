@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from spaces.core import Categorical, Equals, In, Ordinal, SearchSpace
-from spaces.library import register_space
+from spaces.library.registry import register_space
 
 #: the 24 timm models of the Quick-Tune model list (seed space), in its order
 QUICKTUNE_MODELS: tuple[str, ...] = (

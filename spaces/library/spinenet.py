@@ -346,7 +346,7 @@ def scaling_space() -> SearchSpace:
 
 def _register() -> None:
     try:
-        from spaces.library import register_space
+        from spaces.library.registry import register_space
     except ImportError:  # registry not available (yet): the functions stay usable directly
         return
     for fam_name in FAMILIES:

@@ -9,18 +9,19 @@ torchvision detector (``task="detection"``, RetinaNet). A builder is registered 
 
 Builders read architecture parameters by their space names from ``config`` plus optional build
 settings (``overrides`` win over ``config``); the SpineNet / NAS-FPN builders use
-``BUILD_SETTINGS`` below. Unknown builder names raise ``ValueError`` naming the closest ones.
+``BUILD_SETTINGS`` below. Unknown builder names raise :class:`TrainerError` naming the closest ones.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import importlib
 from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from spaces.registry import Registry
+from trainers.errors import TrainerError
+
 __all__ = [
+    "BUILDERS",
     "BUILD_SETTINGS",
     "build_model",
     "get_builder",
@@ -31,13 +32,8 @@ __all__ = [
 ]
 
 Builder = Callable[..., nn.Module]
-_BUILDERS: dict[str, Builder] = {}
-# modules whose import registers builders (loaded lazily on first lookup)
-_BUILTIN_MODULES: tuple[str, ...] = (
-    "trainers.nas.spinenet_builders",
-    "trainers.nas.mobile",
-)
-_loaded = False
+BUILDERS: Registry = Registry("architecture", error=TrainerError,
+                              modules=("trainers.nas.spinenet_builders", "trainers.nas.mobile"))
 
 # Build settings (config keys next to the architecture parameters) and their defaults.
 BUILD_SETTINGS: dict[str, Any] = {
@@ -57,52 +53,25 @@ BUILD_SETTINGS: dict[str, Any] = {
 }
 
 
-def register_builder(name: str) -> Callable[[Builder], Builder]:
-    """Decorator registering ``fn(config, task, num_classes, **overrides)`` under ``name``."""
-    key = name.lower()
-
-    def deco(fn: Builder) -> Builder:
-        if key in _BUILDERS and _BUILDERS[key] is not fn:
-            raise ValueError(f"model builder {key!r} is already registered")
-        _BUILDERS[key] = fn
-        return fn
-
-    return deco
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for mod in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # an optional builder module not written (yet)
-            if e.name != mod:
-                raise
+def register_builder(name: str, **meta: Any) -> Callable[[Builder], Builder]:
+    """Decorator registering ``fn(config, task, num_classes, **overrides)`` under ``name``;
+    keyword arguments are declared metadata (e.g. ``tasks=("classification",)``)."""
+    return BUILDERS.register(name, **meta)
 
 
 def list_builders(filter: str = "*") -> list[str]:
     """Registered builder names matching an fnmatch pattern, sorted."""
-    _ensure_loaded()
-    return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, filter.lower()))
+    return BUILDERS.list(filter)
 
 
 def is_builder(name: str) -> bool:
-    _ensure_loaded()
-    return name.lower() in _BUILDERS
+    """True if ``name`` is a registered architecture builder."""
+    return name in BUILDERS
 
 
 def get_builder(name: str) -> Builder:
-    """The builder registered under ``name``; ``ValueError`` listing close names otherwise."""
-    _ensure_loaded()
-    try:
-        return _BUILDERS[name.lower()]
-    except KeyError:
-        close = difflib.get_close_matches(name.lower(), list(_BUILDERS), n=3, cutoff=0.5)
-        hint = f"; did you mean {close}?" if close else ""
-        raise ValueError(f"unknown architecture {name!r}{hint} valid: {sorted(_BUILDERS)}") from None
+    """The builder registered under ``name``; :class:`TrainerError` listing close names."""
+    return BUILDERS.get(name)
 
 
 def setting(config: Mapping[str, Any], overrides: Mapping[str, Any], key: str) -> Any:
@@ -122,5 +91,5 @@ def build_model(arch_name: str, config: Mapping[str, Any], task: str = "classifi
     detector: ``model(images, targets)`` returns losses in train mode, detections in eval mode).
     """
     if task not in ("classification", "detection"):
-        raise ValueError(f"task must be 'classification' or 'detection', got {task!r}")
+        raise TrainerError(f"task must be 'classification' or 'detection', got {task!r}")
     return get_builder(arch_name)(dict(config), task, int(num_classes), **overrides)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 
 __all__ = ["NasTrainConfig", "TrackedConfig", "split_config", "TASKS", "DETECTION_DATASETS",
            "OPTIMIZERS"]

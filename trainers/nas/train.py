@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spaces.errors import TrainerError
+from trainers.errors import TrainerError
 from trainers.api import TrialContext
 from trainers.nas.settings import (  # noqa: F401 - settings names stay importable from here
     DETECTION_DATASETS,

@@ -1,0 +1,39 @@
+"""The searcher and scheduler registries (Ray-free: validating a file imports neither Ray nor
+Optuna; entries are ``"module:function"`` targets imported when an experiment runs).
+
+A searcher factory is ``fn(exp, space) -> ray.tune.search.Searcher``; a scheduler factory is
+``fn(exp, space) -> ray.tune.schedulers.TrialScheduler | None`` (``None`` = FIFO). Declared
+metadata:
+
+- searchers: ``model_based`` (learns from results), ``needs_discrete`` (grid);
+- schedulers: ``population`` (PBT-style: no searcher, draws its population itself and needs
+  checkpoints), ``pauses`` (pauses and resumes trials, so trainers must checkpoint),
+  ``early_stopping`` (stops trials before ``max_epochs``).
+
+Register your own::
+
+    from orchestrator.registries import SEARCHERS
+    SEARCHERS.register("mine", "mypkg.search:make_mine", model_based=True)
+"""
+from __future__ import annotations
+
+from orchestrator.errors import SpecError
+from spaces.registry import Registry
+
+__all__ = ["SCHEDULERS", "SEARCHERS"]
+
+SEARCHERS: Registry = Registry("searcher", error=SpecError)
+SCHEDULERS: Registry = Registry("scheduler", error=SpecError)
+
+SEARCHERS.register("random", "orchestrator.search:make_random", model_based=False)
+SEARCHERS.register("grid", "orchestrator.search:make_grid", model_based=False,
+                   needs_discrete=True)
+SEARCHERS.register("tpe", "orchestrator.search:make_tpe", model_based=True)
+
+SCHEDULERS.register("fifo", "orchestrator.search:make_fifo", early_stopping=False)
+SCHEDULERS.register("asha", "orchestrator.search:make_asha", early_stopping=True)
+SCHEDULERS.register("hyperband", "orchestrator.search:make_hyperband", early_stopping=True,
+                    pauses=True)
+SCHEDULERS.register("median", "orchestrator.search:make_median", early_stopping=True)
+SCHEDULERS.register("pbt", "orchestrator.search:make_pbt", population=True)
+SCHEDULERS.register("pb2", "orchestrator.search:make_pb2", population=True)
