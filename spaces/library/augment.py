@@ -1,31 +1,48 @@
-"""Augmentation search spaces: ``randaugment`` and ``autoaugment`` (Vertex AI NAS style).
+"""Augmentation search spaces (Vertex AI NAS catalogue names).
 
-Both are searched on a fixed, chosen architecture and trained to the end (no proxy task).
-The op names below are those implemented by ``trainers/nas/augment_ops.py``; magnitudes are
-integers 0..10 mapped linearly to each op's range there.
+Each is searched on a fixed, chosen architecture and trained to the end (no proxy task). The op
+names are those implemented by ``trainers/nas/augment_ops.py``; magnitudes are integers 0..10
+mapped linearly to each op's range there. Geometric ops move boxes (detection) and masks
+(segmentation) with the pixels.
 
-- ``randaugment``: ``num_ops`` (N) in 1..3 ops drawn with replacement from :data:`AUGMENT_OPS`,
-  all applied at ``magnitude`` (M) in 1..10. Meant for grid search (30 points).
-- ``autoaugment``: 5 sub-policies of 2 ops; each op has ``sub_policy.<i>.op<j>.type`` (one of the
-  10 ops), ``.prob`` in {0, 0.1, ..., 1} and ``.magnitude`` in 0..10.
+- ``randaugment`` / ``randaugment_detection``: ``num_ops`` (N) in 1..3 ops drawn with
+  replacement from :data:`DETECTION_OPS`, all applied at ``magnitude`` (M) in 1..10. Meant for
+  grid search (30 points).
+- ``randaugment_segmentation``: the same over :data:`SEGMENTATION_OPS`.
+- ``autoaugment`` / ``autoaugmentation_detection``: 5 sub-policies of 2 ops; each op has
+  ``sub_policy.<i>.op<j>.type`` (one of :data:`DETECTION_OPS`), ``.prob`` in {0, 0.1, ..., 1} and
+  ``.magnitude`` in 0..10.
+- ``autoaugmentation_segmentation``: the same over :data:`SEGMENTATION_OPS`.
+
+Every space declares its op list as registry metadata ``ops`` (``SPACES.meta(name)["ops"]``),
+which the trainer uses to build the policy.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 from spaces.core import Categorical, Int, Ordinal, SearchSpace
 from spaces.library.registry import register_space
 
-AUGMENT_OPS: tuple[str, ...] = (
-    "Equalize",
-    "Solarize",
-    "Color",
-    "Cutout",
-    "SolarizeAdd",
-    "TranslateX",
-    "TranslateY",
-    "ShearX",
-    "ShearY",
-    "Rotate",
+__all__ = ["AUGMENT_OPS", "DETECTION_OPS", "SEGMENTATION_OPS", "ALL_OPS", "RANDAUGMENT_SPACES",
+           "AUTOAUGMENT_SPACES", "aa_key", "randaugment", "autoaugment"]
+
+# the RandAugment / AutoAugment-for-detection op set (boxes follow the geometric ops)
+DETECTION_OPS: tuple[str, ...] = (
+    "Equalize", "Solarize", "Color", "Cutout", "SolarizeAdd",
+    "TranslateX", "TranslateY", "ShearX", "ShearY", "Rotate",
 )
+AUGMENT_OPS = DETECTION_OPS
+# the segmentation op set (masks follow the geometric ops)
+SEGMENTATION_OPS: tuple[str, ...] = (
+    "AutoContrast", "Equalize", "Invert", "Posterize", "Solarize", "Color", "Contrast",
+    "Brightness", "Sharpness", "Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY",
+)
+ALL_OPS: tuple[str, ...] = DETECTION_OPS + tuple(o for o in SEGMENTATION_OPS
+                                                 if o not in DETECTION_OPS)
+RANDAUGMENT_SPACES = ("randaugment", "randaugment_detection", "randaugment_segmentation")
+AUTOAUGMENT_SPACES = ("autoaugment", "autoaugmentation_detection",
+                      "autoaugmentation_segmentation")
 RA_NUM_OPS = "num_ops"
 RA_MAGNITUDE = "magnitude"
 AA_SUB_POLICIES = 5
@@ -38,29 +55,68 @@ def aa_key(sub_policy: int, op: int, field: str) -> str:
     return f"sub_policy.{sub_policy}.op{op}.{field}"
 
 
-@register_space("randaugment")
-def randaugment(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
-    """RandAugment (N ops at magnitude M): N in 1..max_num_ops, M in 1..max_magnitude."""
+def _randaugment(name: str, max_num_ops: int, max_magnitude: int) -> SearchSpace:
     return SearchSpace(
         [
             Int(RA_NUM_OPS, 1, max_num_ops, default=2),
             Int(RA_MAGNITUDE, 1, max_magnitude, default=5),
         ],
-        name="randaugment",
+        name=name,
     )
 
 
-@register_space("autoaugment")
-def autoaugment(
-    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
-) -> SearchSpace:
-    """AutoAugment policy: sub-policies x ops of (type, probability, magnitude)."""
+def _autoaugment(name: str, ops: Sequence[str], num_sub_policies: int,
+                 ops_per_sub_policy: int) -> SearchSpace:
     params = []
     for i in range(num_sub_policies):
         for j in range(ops_per_sub_policy):
             params += [
-                Categorical(aa_key(i, j, "type"), AUGMENT_OPS),
+                Categorical(aa_key(i, j, "type"), tuple(ops)),
                 Ordinal(aa_key(i, j, "prob"), PROBABILITIES, default=0.5),
                 Int(aa_key(i, j, "magnitude"), 0, 10, default=5),
             ]
-    return SearchSpace(params, name="autoaugment")
+    return SearchSpace(params, name=name)
+
+
+@register_space("randaugment", ops=DETECTION_OPS, kind="randaugment")
+def randaugment(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
+    """RandAugment (N ops at magnitude M): N in 1..max_num_ops, M in 1..max_magnitude."""
+    return _randaugment("randaugment", max_num_ops, max_magnitude)
+
+
+@register_space("randaugment_detection", ops=DETECTION_OPS, kind="randaugment")
+def randaugment_detection(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
+    """RandAugment over the box-aware detection ops (:data:`DETECTION_OPS`)."""
+    return _randaugment("randaugment_detection", max_num_ops, max_magnitude)
+
+
+@register_space("randaugment_segmentation", ops=SEGMENTATION_OPS, kind="randaugment")
+def randaugment_segmentation(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
+    """RandAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`)."""
+    return _randaugment("randaugment_segmentation", max_num_ops, max_magnitude)
+
+
+@register_space("autoaugment", ops=DETECTION_OPS, kind="autoaugment")
+def autoaugment(
+    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
+) -> SearchSpace:
+    """AutoAugment policy: sub-policies x ops of (type, probability, magnitude)."""
+    return _autoaugment("autoaugment", DETECTION_OPS, num_sub_policies, ops_per_sub_policy)
+
+
+@register_space("autoaugmentation_detection", ops=DETECTION_OPS, kind="autoaugment")
+def autoaugmentation_detection(
+    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
+) -> SearchSpace:
+    """AutoAugment over the box-aware detection ops (:data:`DETECTION_OPS`)."""
+    return _autoaugment("autoaugmentation_detection", DETECTION_OPS, num_sub_policies,
+                        ops_per_sub_policy)
+
+
+@register_space("autoaugmentation_segmentation", ops=SEGMENTATION_OPS, kind="autoaugment")
+def autoaugmentation_segmentation(
+    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
+) -> SearchSpace:
+    """AutoAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`)."""
+    return _autoaugment("autoaugmentation_segmentation", SEGMENTATION_OPS, num_sub_policies,
+                        ops_per_sub_policy)

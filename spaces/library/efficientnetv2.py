@@ -46,7 +46,7 @@ def block_key(block: int, field: str) -> str:
     return f"blocks.{block}.{field}"
 
 
-@register_space("efficientnetv2")
+@register_space("efficientnetv2", aliases=("efficientnet_v2",))
 def efficientnetv2() -> SearchSpace:
     """The EfficientNetV2 per-block search space (6 blocks + a global activation).
 

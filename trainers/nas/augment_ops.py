@@ -1,19 +1,28 @@
-"""Box-aware RandAugment / AutoAugment policies built from the augmentation-space configs.
+"""Box- and mask-aware RandAugment / AutoAugment policies built from the augmentation-space configs.
 
 Images are ``(C, H, W)`` tensors, float in ``[0, 1]`` or ``uint8``, taken *before*
 normalisation. Boxes are XYXY pixel coordinates (a :class:`torchvision.tv_tensors.BoundingBoxes`
-or a plain ``(N, 4)`` tensor). Geometric ops go through :mod:`torchvision.transforms.v2`
-functionals applied to both the image and its boxes, so the boxes move with the pixels; boxes
-pushed (almost) out of the frame are dropped together with their per-box target fields.
+or a plain ``(N, 4)`` tensor); masks are ``(H, W)`` label maps or ``(N, H, W)`` instance masks (a
+:class:`torchvision.tv_tensors.Mask` or a plain tensor). Geometric ops go through
+:mod:`torchvision.transforms.v2` functionals applied to the image, its boxes and its masks, so
+boxes and masks move with the pixels (masks use nearest interpolation; uncovered mask pixels
+become 0, the background); boxes pushed (almost) out of the frame are dropped together with
+their per-box target fields.
 
 Magnitude mapping (``m`` in 0..10, linear, ``MAX_LEVEL = 10``; ``f = m / 10``):
 
 ==============  =====================================================================
 op              effect at magnitude m (random sign where it says +/-)
 ==============  =====================================================================
+AutoContrast    stretch each channel to the full range (magnitude unused)
 Equalize        histogram equalisation (magnitude unused)
+Invert          ``max - x`` (magnitude unused)
+Posterize       keep ``8 - round(4 f)`` bits per channel (m = 0: unchanged)
 Solarize        invert pixels above ``1 - f`` (uint8: ``256 - 256 f``)
 Color           saturation factor ``1 +/- 0.9 f`` (RGB only; a no-op on grey images)
+Contrast        contrast factor ``1 +/- 0.9 f``
+Brightness      brightness factor ``1 +/- 0.9 f``
+Sharpness       sharpness factor ``1 +/- 0.9 f``
 Cutout          a grey square of side ``100 f * s`` px (at least 1 px when m > 0), boxes kept
 SolarizeAdd     add ``110 f / 255`` to pixels below 0.5 (uint8: add ``110 f`` below 128)
 TranslateX/Y    shift by ``+/- 250 f * s`` px
@@ -25,6 +34,9 @@ Rotate          ``+/- 30 f`` degrees about the image centre
 image width (TranslateX), height (TranslateY) or the shorter side (Cutout). At 640 px and above
 the constants are the AutoAugment-for-detection values (250 px translate, 100 px cutout); a 32 px
 image translates at most 12.5 px.
+
+Errors about op names, magnitudes and probabilities are :class:`~trainers.errors.TrainerError`
+(a ``ValueError``).
 """
 from __future__ import annotations
 
@@ -38,13 +50,17 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from trainers.errors import TrainerError
+
 __all__ = [
     "OPS",
+    "GEOMETRIC_OPS",
     "MAX_LEVEL",
     "REFERENCE_SIZE",
     "apply_op",
     "RandAugmentPolicy",
     "AutoAugmentPolicy",
+    "AugOp",
     "policy_from_config",
 ]
 
@@ -55,14 +71,17 @@ MAX_SHEAR = 0.3
 MAX_TRANSLATE_PX = 250.0
 MAX_CUTOUT_PX = 100.0
 MAX_SOLARIZE_ADD = 110.0
-COLOR_RANGE = 0.9
+ENHANCE_RANGE = 0.9
+MAX_POSTERIZE_DROP = 4  # bits removed at magnitude 10
 FILL = 0.0          # fill of pixels uncovered by geometric ops (fraction of the max value)
 CUTOUT_FILL = 0.5   # grey
+
+Targets = tuple  # boxes / masks (tv_tensors) moved by geometric ops, in call order
 
 
 def _fraction(magnitude: float) -> float:
     if not 0 <= magnitude <= MAX_LEVEL:
-        raise ValueError(f"magnitude must be in [0, {MAX_LEVEL}], got {magnitude!r}")
+        raise TrainerError(f"augmentation magnitude must be in [0, {MAX_LEVEL}], got {magnitude!r}")
     return float(magnitude) / MAX_LEVEL
 
 
@@ -78,39 +97,68 @@ def _sign(rng: random.Random) -> float:
     return -1.0 if rng.random() < 0.5 else 1.0
 
 
-def _affine(image, boxes, *, angle=0.0, translate=(0.0, 0.0), shear=(0.0, 0.0)):
+def _affine(image, targets: Targets, *, angle=0.0, translate=(0.0, 0.0), shear=(0.0, 0.0)):
     fill = [FILL * _max_value(image)] * image.shape[-3]
     kw = dict(angle=angle, translate=list(translate), scale=1.0, shear=list(shear))
     out_img = F.affine(tv_tensors.Image(image), fill=fill, **kw).as_subclass(torch.Tensor)
-    if boxes is not None:
-        boxes = F.affine(boxes, **kw)
-    return out_img, boxes
+    return out_img, tuple(F.affine(t, **kw) for t in targets)
 
 
-def _equalize(image, boxes, m, rng):
-    return F.equalize(image), boxes
+def _enhance_factor(m: float, rng: random.Random) -> float:
+    return max(0.0, 1.0 + _sign(rng) * ENHANCE_RANGE * _fraction(m))
 
 
-def _solarize(image, boxes, m, rng):
+# photometric ops: image only ------------------------------------------------------------------
+def _auto_contrast(image, m, rng):
+    return F.autocontrast(image)
+
+
+def _equalize(image, m, rng):
+    return F.equalize(image)
+
+
+def _invert(image, m, rng):
+    return F.invert(image)
+
+
+def _posterize(image, m, rng):
+    bits = 8 - int(round(MAX_POSTERIZE_DROP * _fraction(m)))
+    return image if bits >= 8 else F.posterize(image, bits)
+
+
+def _solarize(image, m, rng):
     top = _max_value(image)
     threshold = (1.0 - _fraction(m)) * (256.0 if image.dtype == torch.uint8 else 1.0)
     if threshold > top:  # m == 0 on uint8: nothing is solarised
-        return image, boxes
-    return F.solarize(image, threshold), boxes
+        return image
+    return F.solarize(image, threshold)
 
 
-def _color(image, boxes, m, rng):
+def _color(image, m, rng):
     if image.shape[-3] != 3:
-        return image, boxes
-    factor = max(0.0, 1.0 + _sign(rng) * COLOR_RANGE * _fraction(m))
-    return F.adjust_saturation(image, factor), boxes
+        return image
+    return F.adjust_saturation(image, _enhance_factor(m, rng))
 
 
-def _cutout(image, boxes, m, rng):
+def _contrast(image, m, rng):
+    if image.shape[-3] not in (1, 3):
+        return image
+    return F.adjust_contrast(image, _enhance_factor(m, rng))
+
+
+def _brightness(image, m, rng):
+    return F.adjust_brightness(image, _enhance_factor(m, rng))
+
+
+def _sharpness(image, m, rng):
+    return F.adjust_sharpness(image, _enhance_factor(m, rng))
+
+
+def _cutout(image, m, rng):
     h, w = image.shape[-2:]
     f = _fraction(m)
     if f == 0:
-        return image, boxes
+        return image
     side = max(1, int(round(MAX_CUTOUT_PX * f * _scale(min(h, w)))))
     cy, cx = rng.randrange(h), rng.randrange(w)
     y0, y1 = max(0, cy - side // 2), min(h, cy - side // 2 + side)
@@ -118,60 +166,75 @@ def _cutout(image, boxes, m, rng):
     out = image.clone()
     value = CUTOUT_FILL * _max_value(image)
     out[..., y0:y1, x0:x1] = int(value) if image.dtype == torch.uint8 else value
-    return out, boxes
+    return out
 
 
-def _solarize_add(image, boxes, m, rng):
+def _solarize_add(image, m, rng):
     f = _fraction(m)
     if image.dtype == torch.uint8:
         shifted = (image.to(torch.int16) + int(round(MAX_SOLARIZE_ADD * f))).clamp(0, 255).to(torch.uint8)
-        return torch.where(image < 128, shifted, image), boxes
+        return torch.where(image < 128, shifted, image)
     shifted = (image + MAX_SOLARIZE_ADD * f / 255.0).clamp(0.0, 1.0)
-    return torch.where(image < 0.5, shifted, image), boxes
+    return torch.where(image < 0.5, shifted, image)
 
 
-def _translate_x(image, boxes, m, rng):
+# geometric ops: image and targets --------------------------------------------------------------
+def _translate_x(image, targets, m, rng):
     px = _sign(rng) * MAX_TRANSLATE_PX * _fraction(m) * _scale(image.shape[-1])
-    return _affine(image, boxes, translate=(px, 0.0))
+    return _affine(image, targets, translate=(px, 0.0))
 
 
-def _translate_y(image, boxes, m, rng):
+def _translate_y(image, targets, m, rng):
     px = _sign(rng) * MAX_TRANSLATE_PX * _fraction(m) * _scale(image.shape[-2])
-    return _affine(image, boxes, translate=(0.0, px))
+    return _affine(image, targets, translate=(0.0, px))
 
 
 def _shear_deg(m, rng) -> float:
     return math.degrees(math.atan(_sign(rng) * MAX_SHEAR * _fraction(m)))
 
 
-def _shear_x(image, boxes, m, rng):
-    return _affine(image, boxes, shear=(_shear_deg(m, rng), 0.0))
+def _shear_x(image, targets, m, rng):
+    return _affine(image, targets, shear=(_shear_deg(m, rng), 0.0))
 
 
-def _shear_y(image, boxes, m, rng):
-    return _affine(image, boxes, shear=(0.0, _shear_deg(m, rng)))
+def _shear_y(image, targets, m, rng):
+    return _affine(image, targets, shear=(0.0, _shear_deg(m, rng)))
 
 
-def _rotate(image, boxes, m, rng):
-    return _affine(image, boxes, angle=_sign(rng) * MAX_ROTATE_DEG * _fraction(m))
+def _rotate(image, targets, m, rng):
+    return _affine(image, targets, angle=_sign(rng) * MAX_ROTATE_DEG * _fraction(m))
 
 
-OpFn = Callable[[torch.Tensor, Any, float, random.Random], tuple]
+PhotometricFn = Callable[[torch.Tensor, float, random.Random], torch.Tensor]
+GeometricFn = Callable[[torch.Tensor, Targets, float, random.Random], tuple]
 
-_OP_TABLE: dict[str, OpFn] = {
+_PHOTOMETRIC: dict[str, PhotometricFn] = {
+    "AutoContrast": _auto_contrast,
     "Equalize": _equalize,
+    "Invert": _invert,
+    "Posterize": _posterize,
     "Solarize": _solarize,
     "Color": _color,
+    "Contrast": _contrast,
+    "Brightness": _brightness,
+    "Sharpness": _sharpness,
     "Cutout": _cutout,
     "SolarizeAdd": _solarize_add,
+}
+_GEOMETRIC: dict[str, GeometricFn] = {
     "TranslateX": _translate_x,
     "TranslateY": _translate_y,
     "ShearX": _shear_x,
     "ShearY": _shear_y,
     "Rotate": _rotate,
 }
-OPS: tuple[str, ...] = tuple(_OP_TABLE)
-GEOMETRIC_OPS = frozenset({"TranslateX", "TranslateY", "ShearX", "ShearY", "Rotate"})
+OPS: tuple[str, ...] = tuple(_PHOTOMETRIC) + tuple(_GEOMETRIC)
+GEOMETRIC_OPS = frozenset(_GEOMETRIC)
+
+
+def _check_op(name: str) -> None:
+    if name not in _PHOTOMETRIC and name not in _GEOMETRIC:
+        raise TrainerError(f"unknown augmentation op {name!r}; valid: {', '.join(OPS)}")
 
 
 def _as_boxes(boxes, canvas_size) -> tv_tensors.BoundingBoxes:
@@ -181,32 +244,62 @@ def _as_boxes(boxes, canvas_size) -> tv_tensors.BoundingBoxes:
     return tv_tensors.BoundingBoxes(t, format="XYXY", canvas_size=tuple(canvas_size))
 
 
+def _as_mask(mask) -> tv_tensors.Mask:
+    return mask if isinstance(mask, tv_tensors.Mask) else tv_tensors.Mask(torch.as_tensor(mask))
+
+
+def _clamp_boxes(boxes: tv_tensors.BoundingBoxes, h: int, w: int) -> tv_tensors.BoundingBoxes:
+    t = boxes.as_subclass(torch.Tensor).clone()
+    t[:, 0::2] = t[:, 0::2].clamp(0, w)
+    t[:, 1::2] = t[:, 1::2].clamp(0, h)
+    return tv_tensors.wrap(t, like=boxes)
+
+
+def _apply(name: str, image: torch.Tensor, boxes, mask, magnitude: float, rng: random.Random):
+    """(image, boxes, mask) after op ``name``; boxes/mask are tv_tensors or ``None``."""
+    if name in _PHOTOMETRIC:
+        return _PHOTOMETRIC[name](image, magnitude, rng), boxes, mask
+    targets = tuple(t for t in (boxes, mask) if t is not None)
+    out, moved = _GEOMETRIC[name](image, targets, magnitude, rng)
+    moved = list(moved)
+    if boxes is not None:
+        boxes = _clamp_boxes(moved.pop(0), *image.shape[-2:])
+    if mask is not None:
+        mask = moved.pop(0)
+    return out, boxes, mask
+
+
 def apply_op(
     name: str,
     image: torch.Tensor,
     boxes: Any = None,
     magnitude: float = 5,
     rng: random.Random | None = None,
-) -> tuple[torch.Tensor, Any]:
-    """Apply augmentation op ``name`` at ``magnitude`` (0..10) to ``image`` and its ``boxes``.
+    *,
+    mask: Any = None,
+) -> tuple:
+    """Apply augmentation op ``name`` at ``magnitude`` (0..10) to ``image``, its ``boxes`` and
+    its ``mask``.
 
-    Returns ``(image, boxes)``; boxes are returned as XYXY ``BoundingBoxes`` (or ``None``),
-    clamped to the image but not filtered (see :func:`_clean_target` for dropping).
+    Returns ``(image, boxes)``, or ``(image, boxes, mask)`` when ``mask`` is given. Boxes come
+    back as XYXY ``BoundingBoxes`` (or ``None``), clamped to the image but not filtered (the
+    policies drop boxes that left the frame); masks as ``tv_tensors.Mask``. Photometric ops
+    return boxes and masks unchanged.
+
+    Raises:
+        TrainerError: unknown op, or magnitude outside [0, 10].
     """
-    if name not in _OP_TABLE:
-        raise ValueError(f"unknown augmentation op {name!r}; valid: {', '.join(OPS)}")
+    _check_op(name)
+    _fraction(magnitude)
     rng = rng or random.Random()
     image = torch.as_tensor(image)
     if boxes is not None:
         boxes = _as_boxes(boxes, image.shape[-2:])
-    out, out_boxes = _OP_TABLE[name](image, boxes, magnitude, rng)
-    if out_boxes is not None and name in GEOMETRIC_OPS:
-        h, w = image.shape[-2:]
-        t = out_boxes.as_subclass(torch.Tensor).clone()
-        t[:, 0::2] = t[:, 0::2].clamp(0, w)
-        t[:, 1::2] = t[:, 1::2].clamp(0, h)
-        out_boxes = tv_tensors.wrap(t, like=out_boxes)
-    return out, out_boxes
+    out_mask = _as_mask(mask) if mask is not None else None
+    out, out_boxes, out_mask = _apply(name, image, boxes, out_mask, magnitude, rng)
+    if mask is None:
+        return out, out_boxes
+    return out, out_boxes, out_mask
 
 
 def _clean_target(target: Mapping[str, Any], boxes: tv_tensors.BoundingBoxes, min_size: float) -> dict:
@@ -231,8 +324,19 @@ def _clean_target(target: Mapping[str, Any], boxes: tv_tensors.BoundingBoxes, mi
     return out
 
 
+def _plain_like(moved: tv_tensors.Mask, original: Any) -> Any:
+    return moved if isinstance(original, tv_tensors.Mask) else moved.as_subclass(torch.Tensor)
+
+
 class _Policy:
-    """Shared call logic: ``policy(image)`` -> image; ``policy(image, target)`` -> (image, target)."""
+    """Shared call logic.
+
+    - ``policy(image)`` -> image;
+    - ``policy(image, target)`` with a detection target mapping -> ``(image, target)``: its
+      ``boxes`` and optional instance ``masks`` move with the pixels, boxes that left the frame
+      are dropped with their per-box fields;
+    - ``policy(image, mask)`` with a segmentation label map tensor ``(H, W)`` -> ``(image, mask)``.
+    """
 
     min_box_size: float = 1.0
 
@@ -242,31 +346,46 @@ class _Policy:
     def ops_for_call(self) -> list[tuple[str, float]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, image: torch.Tensor, target: Mapping[str, Any] | None = None):
-        boxes = None
-        if target is not None and "boxes" in target:
-            boxes = _as_boxes(target["boxes"], image.shape[-2:])
+    def _run(self, image, boxes, mask):
         for name, magnitude in self.ops_for_call():
-            image, boxes = apply_op(name, image, boxes, magnitude, self.rng)
+            image, boxes, mask = _apply(name, image, boxes, mask, magnitude, self.rng)
+        return image, boxes, mask
+
+    def __call__(self, image: torch.Tensor, target: Mapping[str, Any] | torch.Tensor | None = None):
+        image = torch.as_tensor(image)
         if target is None:
-            return image
+            return self._run(image, None, None)[0]
+        if isinstance(target, torch.Tensor):  # segmentation label map
+            out, _, mask = self._run(image, None, _as_mask(target))
+            return out, _plain_like(mask, target)
+        boxes = _as_boxes(target["boxes"], image.shape[-2:]) if "boxes" in target else None
+        masks = _as_mask(target["masks"]) if "masks" in target else None
+        image, boxes, masks = self._run(image, boxes, masks)
+        out = dict(target)
+        if masks is not None:
+            out["masks"] = _plain_like(masks, target["masks"])
         if boxes is None:
-            return image, dict(target)
-        return image, _clean_target(target, boxes, self.min_box_size)
+            return image, out
+        return image, _clean_target(out, boxes, self.min_box_size)
 
 
 class RandAugmentPolicy(_Policy):
     """RandAugment: ``num_ops`` ops drawn with replacement from ``ops``, all at ``magnitude``."""
 
-    def __init__(self, num_ops: int, magnitude: float, ops: Sequence[str] = OPS, seed: int | None = None):
+    def __init__(self, num_ops: int, magnitude: float, ops: Sequence[str] | None = None,
+                 seed: int | None = None):
+        from spaces.library.augment import DETECTION_OPS
+
         super().__init__(seed)
         if int(num_ops) != num_ops or num_ops < 0:
-            raise ValueError(f"num_ops must be a non-negative integer, got {num_ops!r}")
+            raise TrainerError(f"RandAugment num_ops must be a non-negative integer, got {num_ops!r}")
         _fraction(magnitude)
-        unknown = [o for o in ops if o not in _OP_TABLE]
-        if unknown or not ops:
-            raise ValueError(f"unknown augmentation ops {unknown}; valid: {', '.join(OPS)}")
-        self.num_ops, self.magnitude, self.ops = int(num_ops), float(magnitude), tuple(ops)
+        ops = tuple(DETECTION_OPS if ops is None else ops)
+        if not ops:
+            raise TrainerError(f"RandAugment needs at least one op; valid: {', '.join(OPS)}")
+        for o in ops:
+            _check_op(o)
+        self.num_ops, self.magnitude, self.ops = int(num_ops), float(magnitude), ops
 
     def ops_for_call(self) -> list[tuple[str, float]]:
         return [(self.rng.choice(self.ops), self.magnitude) for _ in range(self.num_ops)]
@@ -284,10 +403,9 @@ class AugOp:
     magnitude: float
 
     def __post_init__(self):
-        if self.name not in _OP_TABLE:
-            raise ValueError(f"unknown augmentation op {self.name!r}; valid: {', '.join(OPS)}")
+        _check_op(self.name)
         if not 0 <= self.probability <= 1:
-            raise ValueError(f"probability must be in [0, 1], got {self.probability!r}")
+            raise TrainerError(f"augmentation op probability must be in [0, 1], got {self.probability!r}")
         _fraction(self.magnitude)
 
 
@@ -299,7 +417,7 @@ class AutoAugmentPolicy(_Policy):
         super().__init__(seed)
         subs = tuple(tuple(op if isinstance(op, AugOp) else AugOp(*op) for op in sp) for sp in sub_policies)
         if not subs:
-            raise ValueError("AutoAugmentPolicy needs at least one sub-policy")
+            raise TrainerError("AutoAugmentPolicy needs at least one sub-policy")
         self.sub_policies = subs
 
     def ops_for_call(self) -> list[tuple[str, float]]:
@@ -310,16 +428,13 @@ class AutoAugmentPolicy(_Policy):
         return f"AutoAugmentPolicy({len(self.sub_policies)} sub-policies)"
 
 
-def policy_from_config(config: Mapping[str, Any], seed: int | None = None) -> _Policy | None:
-    """Build the augmentation policy described by ``config`` (``None`` when it names none).
+_TASK_SPACES = {"segmentation": ("randaugment_segmentation", "autoaugmentation_segmentation")}
 
-    ``config["augment"]`` may be ``"randaugment"``, ``"autoaugment"`` or ``"none"``; without it
-    the policy is inferred from the parameter names of the ``randaugment`` space (``num_ops``,
-    ``magnitude``) or of the ``autoaugment`` space (``sub_policy.<i>.op<j>.{type,prob,magnitude}``).
-    """
+
+def _space_of(kind: str | None, config: Mapping[str, Any], task: str | None) -> str | None:
+    """The augmentation space named by ``kind`` or inferred from the parameters and task."""
     from spaces.library import augment as aug_space
 
-    kind = config.get("augment")
     if kind is None:
         if aug_space.RA_NUM_OPS in config and aug_space.RA_MAGNITUDE in config:
             kind = "randaugment"
@@ -330,28 +445,52 @@ def policy_from_config(config: Mapping[str, Any], seed: int | None = None) -> _P
     kind = str(kind).lower()
     if kind in ("none", "", "false"):
         return None
-    if kind == "randaugment":
-        return RandAugmentPolicy(
-            int(config.get(aug_space.RA_NUM_OPS, 2)), float(config.get(aug_space.RA_MAGNITUDE, 5)), seed=seed
-        )
-    if kind == "autoaugment":
-        subs = []
-        for i in range(aug_space.AA_SUB_POLICIES):
-            ops = []
-            for j in range(aug_space.AA_OPS_PER_SUB_POLICY):
-                key = aug_space.aa_key(i, j, "type")
-                if key not in config:
-                    continue
-                ops.append(
-                    AugOp(
-                        str(config[key]),
-                        float(config[aug_space.aa_key(i, j, "prob")]),
-                        float(config[aug_space.aa_key(i, j, "magnitude")]),
-                    )
-                )
-            if ops:
-                subs.append(ops)
-        if not subs:
-            raise ValueError("autoaugment config holds no sub-policy keys (sub_policy.<i>.op<j>.type)")
-        return AutoAugmentPolicy(subs, seed=seed)
-    raise ValueError(f"augment must be 'randaugment', 'autoaugment' or 'none', got {kind!r}")
+    valid = aug_space.RANDAUGMENT_SPACES + aug_space.AUTOAUGMENT_SPACES
+    if kind not in valid:
+        raise TrainerError(f"augment must be 'none' or one of {', '.join(valid)}; got {kind!r}")
+    if kind in ("randaugment", "autoaugment") and task in _TASK_SPACES:
+        kind = _TASK_SPACES[task][0 if kind == "randaugment" else 1]
+    return kind
+
+
+def _auto_policy(config: Mapping[str, Any], seed: int | None) -> AutoAugmentPolicy:
+    from spaces.library import augment as aug_space
+
+    subs = []
+    for i in range(aug_space.AA_SUB_POLICIES):
+        ops = []
+        for j in range(aug_space.AA_OPS_PER_SUB_POLICY):
+            key = aug_space.aa_key(i, j, "type")
+            if key in config:
+                ops.append(AugOp(str(config[key]), float(config[aug_space.aa_key(i, j, "prob")]),
+                                 float(config[aug_space.aa_key(i, j, "magnitude")])))
+        if ops:
+            subs.append(ops)
+    if not subs:
+        raise TrainerError("autoaugment config holds no sub-policy keys (sub_policy.<i>.op<j>.type)")
+    return AutoAugmentPolicy(subs, seed=seed)
+
+
+def policy_from_config(config: Mapping[str, Any], seed: int | None = None,
+                       task: str | None = None) -> _Policy | None:
+    """Build the augmentation policy described by ``config`` (``None`` when it names none).
+
+    ``config["augment"]`` may name an augmentation space (``randaugment``,
+    ``randaugment_detection``, ``randaugment_segmentation``, ``autoaugment``,
+    ``autoaugmentation_detection``, ``autoaugmentation_segmentation``) or ``"none"``; without it
+    the kind is inferred from the parameter names (``num_ops`` + ``magnitude``: RandAugment;
+    ``sub_policy.<i>.op<j>.{type,prob,magnitude}``: AutoAugment). RandAugment draws from the
+    named space's ``ops`` metadata; the generic names resolve by ``task`` (``segmentation``:
+    the segmentation op set, otherwise the detection op set).
+    """
+    from spaces.library import augment as aug_space
+    from spaces.library.registry import SPACES
+
+    name = _space_of(config.get("augment"), config, task)
+    if name is None:
+        return None
+    if SPACES.meta(name)["kind"] == "randaugment":
+        return RandAugmentPolicy(int(config.get(aug_space.RA_NUM_OPS, 2)),
+                                 float(config.get(aug_space.RA_MAGNITUDE, 5)),
+                                 ops=SPACES.meta(name)["ops"], seed=seed)
+    return _auto_policy(config, seed)
