@@ -1,11 +1,11 @@
 """The ``archtune`` command.
 
-    archtune run SPEC [--address ADDR] [--verbose]     run an experiment file
+    archtune run SPEC [--address ADDR] [--verbose]     run an experiment file (.yaml or .py)
     archtune resume DIR                                continue an interrupted experiment
     archtune pipeline SPEC [--address ADDR]            run (or continue) a staged NAS pipeline
     archtune submit SPEC --address http://HEAD:8265   run it as a Ray Job on a cluster
     archtune status|logs|stop JOB --address ...        follow / stop a submitted job
-    archtune space show NAME|FILE                      describe a search space
+    archtune space show NAME|FILE                      describe a search space or a network
     archtune train --config cfg.yaml [--epochs N]      train one configuration locally
     archtune report DIR                                table + plots of an experiment
     archtune tensorboard DIR                           TensorBoard on the experiment (127.0.0.1)
@@ -48,7 +48,12 @@ def cmd_run(a) -> int:
     from .runner import run
     from .spec import Experiment
 
-    exp = Experiment.from_yaml(Path(a.spec))
+    if str(a.spec).endswith(".py"):
+        from .pyfile import load_python_experiment
+
+        exp = load_python_experiment(a.spec)
+    else:
+        exp = Experiment.from_yaml(Path(a.spec))
     if a.storage:
         exp = exp.replace(storage=a.storage)
     if a.name:
@@ -138,8 +143,31 @@ def cmd_space_show(a) -> int:
     from spaces.describe import describe_space
     from spaces.formats import load_space
 
+    network = _network_in(a.space)
+    if network is not None:
+        from trainers.compose import describe_network
+
+        print(describe_network(network))
+        return 0
     print(describe_space(load_space(a.space)))
     return 0
+
+
+def _network_in(path: str):
+    """The network description in a YAML file: the file itself (``modules:``), or the
+    ``network:`` section of an experiment file; ``None`` for anything else."""
+    p = Path(path)
+    if p.suffix.lower() not in (".yaml", ".yml") or not p.is_file():
+        return None
+    from trainers.compose.description import is_description, read_yaml_file
+
+    data = read_yaml_file(p)
+    if is_description(data):
+        return str(p)
+    net = data.get("network") if isinstance(data, dict) else None
+    if isinstance(net, str) and not Path(net).is_absolute():
+        return str(p.parent / net)
+    return net
 
 
 def cmd_train(a) -> int:

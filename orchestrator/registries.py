@@ -29,6 +29,9 @@ SEARCHERS.register("random", "orchestrator.search:make_random", model_based=Fals
 SEARCHERS.register("grid", "orchestrator.search:make_grid", model_based=False,
                    needs_discrete=True)
 SEARCHERS.register("tpe", "orchestrator.search:make_tpe", model_based=True)
+SEARCHERS.register("quick", "orchestrator.quick:make_quick", model_based=True)
+SEARCHERS.register("evolution", "orchestrator.evolution:make_evolution", model_based=True)
+SEARCHERS.register("local", "orchestrator.evolution:make_local", model_based=True)
 
 SCHEDULERS.register("fifo", "orchestrator.search:make_fifo", early_stopping=False)
 SCHEDULERS.register("asha", "orchestrator.search:make_asha", early_stopping=True)

@@ -100,17 +100,27 @@ class SearcherSpec:
     reused), ``grid`` (every distinct valid config, at most ``max_grid_size``) or ``tpe``
     (Optuna TPE, define-by-run; trials stopped by a scheduler are told to Optuna as PRUNED)."""
 
-    type: str = "tpe"
+    type: str = "quick"
     seed: int | None = None
     n_startup_trials: int = 10
     storage: str | None = None  # optuna storage URL, e.g. sqlite:///study.db (optuna-dashboard)
     study_name: str | None = None
     multivariate: bool = False
     max_grid_size: int = 10_000
+    # evolution / local (orchestrator.evolution)
+    population_size: int = 20
+    sample_size: int = 5
+    mutation_prob: float = 0.2
+    crossover_prob: float = 0.0
+    objectives: tuple = ()      # [[metric, max|min], ...]: NSGA-II with two or more
+    constraints: tuple = ()     # ["params <= 2e5", ...]
+    max_steps: int = 50
 
     _TYPES = {"type": str, "seed": (int, _NONE), "n_startup_trials": int,
               "storage": (str, _NONE), "study_name": (str, _NONE),
-              "multivariate": bool, "max_grid_size": int}
+              "multivariate": bool, "max_grid_size": int, "population_size": int,
+              "sample_size": int, "mutation_prob": float, "crossover_prob": float,
+              "objectives": list, "constraints": list, "max_steps": int}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,9 +154,10 @@ class Experiment:
     before Ray starts (the space loads, fixed values are in it, the trainer resolves, ...)."""
 
     name: str
-    space: Any  # library name | file path | inline dict
+    space: Any = None  # library name | file path | inline dict (default: network / trainer's)
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    trainer: str = "finetune"
+    trainer: Any = "finetune"  # name | "module:object" | a callable (e.g. a ModelSpace)
+    network: Any = None  # a composed-network description (inline or a path): trainer compose
     data: Mapping[str, Any] = field(default_factory=dict)
     metric: str = "val_acc"
     mode: str = "max"
@@ -164,6 +175,7 @@ class Experiment:
     source: str | None = field(default=None, compare=False, repr=False)
 
     _TYPES = {"name": str, "space": (str, dict), "fixed": dict, "trainer": str, "data": dict,
+              "network": (str, dict),
               "metric": str, "mode": str, "searcher": dict, "scheduler": dict,
               "num_samples": int, "max_concurrent": (int, _NONE), "resources": dict,
               "max_epochs": int, "time_budget_s": (float, _NONE), "storage": str,
@@ -192,7 +204,10 @@ class Experiment:
             elif key == "time_budget_s" and value is not None:
                 value = float(value)
             kwargs[key] = value
-        for required in ("name", "space"):
+        if "network" in kwargs:
+            kwargs.setdefault("trainer", "compose")
+        needs_space = "network" not in kwargs and ":" not in str(kwargs.get("trainer", ""))
+        for required in ("name", "space") if needs_space else ("name",):
             if required not in kwargs:
                 raise key_error(where, required, "is required")
         exp = cls(**kwargs, source=where)
@@ -212,10 +227,16 @@ class Experiment:
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Serialise (space given as a file path is made absolute so the YAML stands alone)."""
         d = self.to_dict()
-        if isinstance(self.space, str):
-            resolved = self._resolve_path(self.space)
-            if resolved is not None:
-                d["space"] = str(resolved)
+        for key in ("space", "network"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                resolved = self._resolve_path(value)
+                if resolved is not None:
+                    d[key] = str(resolved)
+            elif value is None:
+                d.pop(key, None)
+        if not isinstance(self.trainer, str):
+            d["trainer"] = object_reference(self.trainer)
         text = yaml.safe_dump(d, sort_keys=False)
         if path is not None:
             Path(path).write_text(text)
@@ -246,6 +267,8 @@ class Experiment:
             resolved = self._resolve_path(spec)
             if resolved is not None:
                 spec = resolved
+        if spec is None:
+            spec = self._derived_space(where)
         try:
             space = load_space(spec)
         except ArchtuneError as e:
@@ -262,6 +285,29 @@ class Experiment:
             except (ArchtuneError, ValueError) as e:
                 raise key_error(where, "fixed", f"value not in the space: {e}") from None
         return space
+
+    def _derived_space(self, where: str):
+        """The space of ``network`` or of a trainer that has one (a ``ModelSpace``)."""
+        if self.network is not None:
+            return self._network_trainer(where).space
+        trainer = self.resolve_trainer()
+        space = getattr(trainer, "space", None)
+        if space is None:
+            raise key_error(where, "space", f"is required: trainer {self.trainer!r} has no "
+                                            "space of its own (give a library name, a file or "
+                                            "a dict)")
+        return space
+
+    def _network_trainer(self, where: str):
+        from trainers.compose.trainer import NetworkTrainer
+
+        net = self.network
+        if isinstance(net, str):
+            net = self._resolve_path(net) or net
+        try:
+            return NetworkTrainer(net)
+        except ArchtuneError as e:
+            raise key_error(where, "network", str(e)) from None
 
     def storage_root(self) -> str:
         """Absolute storage path (URIs are returned unchanged)."""
@@ -311,6 +357,7 @@ class Experiment:
         if s.storage is not None and "://" not in s.storage:
             raise key_error(where, "searcher.storage", f"must be an Optuna storage URL such as "
                                                   f"'sqlite:///study.db', got {s.storage!r}")
+        _check_variation_options(where, s)
         if s.storage is not None and s.type != "tpe":
             raise key_error(where, "searcher.storage", "is only used by searcher type 'tpe'")
         # scheduler
@@ -391,6 +438,16 @@ class Experiment:
         """The trainer callable; SpecError naming the ``trainer`` key if it cannot be found."""
         where = self.source or "experiment"
         name = self.trainer
+        if self.network is not None:
+            if name != "compose":
+                raise key_error(where, "trainer", f"a network: section is trained by trainer "
+                                                  f"'compose', got {name!r}")
+            return self._network_trainer(where)
+        if callable(name):
+            return name
+        if not isinstance(name, str):
+            raise key_error(where, "trainer", f"expected a trainer name, 'module:object' or a "
+                                              f"callable (such as a ModelSpace), got {name!r}")
         try:
             if ":" in name:
                 mod_name, _, fn_name = name.partition(":")
@@ -425,6 +482,51 @@ class Experiment:
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise key_error(where, "trainer", f"unknown trainer {name!r} ({e}).{hint} Valid: "
                                          f"{', '.join(valid)} or 'module:function'") from None
+
+
+def _check_variation_options(where: str, s: SearcherSpec) -> None:
+    """The evolution/local options: objectives ``[metric, max|min]`` pairs, constraints
+    ``"metric <= value"``, sizes and probabilities in range."""
+    for i, obj in enumerate(s.objectives):
+        if not (isinstance(obj, (list, tuple)) and len(obj) == 2 and isinstance(obj[0], str)
+                and obj[1] in ("max", "min")):
+            raise key_error(where, f"searcher.objectives.{i}", f"expected [metric, max|min], "
+                                                               f"got {obj!r}")
+    for i, text in enumerate(s.constraints):
+        from orchestrator.evolution import parse_constraint
+
+        try:
+            parse_constraint(text)
+        except SpecError as e:
+            raise key_error(where, f"searcher.constraints.{i}", str(e)) from None
+    if s.population_size < 2:
+        raise key_error(where, "searcher.population_size", "must be >= 2")
+    if not 1 <= s.sample_size <= s.population_size:
+        raise key_error(where, "searcher.sample_size", f"must be in 1..population_size "
+                                                       f"({s.population_size})")
+    for key in ("mutation_prob", "crossover_prob"):
+        if not 0.0 <= getattr(s, key) <= 1.0:
+            raise key_error(where, f"searcher.{key}", "must be in [0, 1]")
+    if s.max_steps < 1:
+        raise key_error(where, "searcher.max_steps", "must be >= 1")
+
+
+def object_reference(obj: Any) -> str:
+    """``"module:name"`` of a module-level object (how a Python-API trainer is saved), or a
+    placeholder naming its type when it is bound to no module-level name."""
+    import sys
+
+    modules = [getattr(obj, "__module__", None),
+               getattr(getattr(obj, "model_cls", None), "__module__", None)]
+    for name in modules:
+        mod = sys.modules.get(name) if isinstance(name, str) else None
+        for attr, value in (vars(mod).items() if mod is not None else ()):
+            if value is obj:
+                return f"{name}:{attr}"
+    qual = getattr(obj, "__qualname__", "")
+    if isinstance(modules[0], str) and qual and "<" not in qual:
+        return f"{modules[0]}:{qual}"
+    return f"<python object {type(obj).__name__}, not saved>"
 
 
 def _bad_choice(where, key, value, valid) -> SpecError:

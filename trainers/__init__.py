@@ -28,6 +28,8 @@ TrainerFn = Callable[..., None]
 TRAINERS: Registry = Registry("trainer", error=TrainerError, cutoff=0.4)
 TRAINERS.register("finetune", "trainers.finetune:train", checkpoints=True)
 TRAINERS.register("nas", "trainers.nas.train:train", checkpoints=True)
+TRAINERS.register("replay", "trainers.replay:train", checkpoints=False)
+TRAINERS.register("compose", "trainers.compose.trainer:train", checkpoints=True)
 
 
 def register_trainer(name: str, fn: TrainerFn | None = None, *, checkpoints: bool = True,
