@@ -1,0 +1,233 @@
+"""One-shot NAS (trainers/oneshot): mutables, keys, search_space, mutators, build_subnet,
+BatchNorm recalibration and the supernet trainer's checkpoint/resume."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spaces.errors import SpaceError
+from trainers.api import LocalContext
+from trainers.nas.objectives import count_params
+from trainers.oneshot import (DartsMutator, FixedMutator, InputSpace, OperationSpace,
+                              RandomMutator, ValueSpace, build_subnet, decisions, search_space)
+from trainers.oneshot import ops
+from trainers.oneshot.evaluate import SubnetEvaluator
+from trainers.oneshot.mnasnet import mnasnet_supernet, standalone
+
+
+class Toy(nn.Module):
+    """op {a: conv with kernel choice, b: identity}; two convs sharing the key 'width';
+    an input choice over three tensors."""
+
+    def __init__(self, shared_choices=(8, 16)):
+        super().__init__()
+        self.width = ValueSpace(list(shared_choices), key="width")
+        self.other_width = ValueSpace(list(shared_choices), key="width")
+        self.conv1 = ops.Conv2d(3, self.width, 3)
+        self.conv2 = ops.Conv2d(self.width, self.other_width, 1)
+        k = ValueSpace([3, 5])
+        self.op = OperationSpace({"a": ops.Conv2d(self.other_width, self.other_width, k),
+                                  "b": nn.Identity()})
+        self.pick = InputSpace(choose_from=["c1", "c2", "op"], n_chosen=2)
+
+    def forward(self, x):
+        a = self.conv1(x)
+        b = self.conv2(a)
+        c = self.op(b)
+        return self.pick([a, b, c])
+
+
+def test_default_keys_follow_module_paths_and_shared_keys_are_one_decision():
+    net = Toy()
+    ds = decisions(net)
+    assert list(ds) == ["width", "op", "op.candidates.a.kernel_size_choice", "pick"]
+    assert len(ds["width"].mutables) == 2
+    space = search_space(net)
+    assert set(space.params) == set(ds)
+    FixedMutator(net, {"width": 16, "op": "a", "op.candidates.a.kernel_size_choice": 5,
+                       "pick": "c1+op"})
+    assert net.width.value == 16 and net.other_width.value == 16
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 16, 8, 8)
+
+
+def test_shared_key_with_different_choices_is_an_error():
+    net = Toy()
+    net.other_width = ValueSpace([8, 32], key="width")
+    with pytest.raises(SpaceError, match="key 'width' is shared"):
+        decisions(net)
+
+
+def test_search_space_size_conditions_and_config_id():
+    net = Toy()
+    space = search_space(net)
+    kkey = "op.candidates.a.kernel_size_choice"
+    # width 2 x (op a with 2 kernels + op b) x C(3, 2) input subsets
+    assert space.size() == 2 * 3 * 3
+    assert space.params["pick"].values == ("c1+c2", "c1+op", "c2+op")
+    assert not space.is_active(kkey, {"width": 8, "op": "b", "pick": "c1+c2"})
+    a = {"width": 8, "op": "b", "pick": "c1+c2", kkey: 3}
+    b = {"width": 8, "op": "b", "pick": "c1+c2", kkey: 5}
+    assert space.config_id(a) == space.config_id(b)
+    assert space.config_id(a) != space.config_id({**a, "op": "a"})
+    any_subset = InputSpace(3, n_chosen=None)
+    assert len(any_subset.choices) == 7
+
+
+def test_fixed_mutator_is_strict():
+    net = Toy()
+    good = {"width": 8, "op": "b", "pick": "c1+c2"}
+    with pytest.raises(SpaceError, match="key 'pick' is missing"):
+        FixedMutator(net, {"width": 8, "op": "b"})
+    with pytest.raises(SpaceError, match=r"unknown keys \['nope'\]"):
+        FixedMutator(net, {**good, "nope": 1})
+    with pytest.raises(SpaceError, match="'width': 12 is not one of"):
+        FixedMutator(net, {**good, "width": 12})
+    with pytest.raises(SpaceError, match="key 'op.candidates.a.kernel_size_choice' is missing"):
+        FixedMutator(net, {**good, "op": "a"})
+    loose = FixedMutator(net, {"width": 16, "nope": 1}, strict=False)
+    assert loose.config["width"] == 16 and "nope" not in loose.config
+
+
+def test_sliced_ops_export_centre_cropped_and_sliced_weights():
+    k = ValueSpace([3, 5])
+    c = ValueSpace([4, 8])
+    conv = ops.Conv2d(3, c, k, bias=True)
+    k.set_choice(3)
+    c.set_choice(4)
+    plain = conv.export()
+    assert isinstance(plain, nn.Conv2d) and plain.weight.shape == (4, 3, 3, 3)
+    assert torch.equal(plain.weight, conv.weight[:4, :, 1:4, 1:4])
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.allclose(conv(x), plain(x), atol=1e-6)
+    lin = ops.Linear(c, 5)
+    lin_plain = lin.export()
+    assert lin_plain.weight.shape == (5, 4)
+    z = torch.randn(2, 4)
+    assert torch.allclose(lin(z), lin_plain(z))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_build_subnet_matches_a_from_scratch_build_and_the_supernet(seed):
+    net = mnasnet_supernet()
+    space = search_space(net)
+    cfg = space.canonical(space.sample(seed))
+    # train-mode steps so BatchNorm statistics are not the initial ones
+    RandomMutator(net, seed).apply(cfg)
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(8, 3, 16, 16))
+    sub = build_subnet(net, cfg)
+    assert count_params(sub) == count_params(standalone(cfg))
+    assert not any(isinstance(m, (ops.Conv2d, ops.BatchNorm2d, ValueSpace, OperationSpace))
+                   for m in sub.modules())
+    net.eval()
+    sub.eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        FixedMutator(net, cfg)
+        assert torch.allclose(net(x), sub(x), atol=1e-5)
+
+
+def test_mbconv_at_expansion_one_exports_without_expand_conv():
+    net = mnasnet_supernet()
+    space = search_space(net)
+    cfg = {**space.default(), "blocks.0.op": "mbconv", "blocks.0.expansion": 1}
+    sub = build_subnet(net, space.canonical(cfg))
+    assert isinstance(sub.blocks[0].op.expand, nn.Identity)
+    assert count_params(sub) == count_params(standalone(space.canonical(cfg)))
+
+
+def test_darts_mutator_mixture_gets_gradients_and_exports_a_valid_config():
+    torch.manual_seed(0)
+    net = Toy()
+    mut = DartsMutator(net)
+    mut.reset()
+    net(torch.randn(2, 3, 8, 8)).sum().backward()
+    grads = {k: mut.logits(k).grad for k in mut.decisions}
+    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads.values()), grads
+    with torch.no_grad():
+        mut.logits("op")[:] = torch.tensor([0.0, 3.0])
+        mut.logits("pick")[:] = torch.tensor([2.0, -1.0, 1.0])
+    cfg = mut.export()
+    assert cfg["op"] == "b" and cfg["pick"] == "c1+op"
+    search_space(net).validate(cfg)
+
+
+def test_random_mutator_samples_valid_single_paths():
+    net = mnasnet_supernet()
+    mut = RandomMutator(net, seed=3)
+    seen = {mut.space.config_id(mut.reset()) for _ in range(20)}
+    assert len(seen) == 20
+    x = torch.randn(2, 3, 16, 16)
+    assert net(x).shape == (2, 10)
+
+
+def test_subnet_evaluator_recalibrates_and_restores_batchnorm():
+    net = mnasnet_supernet()
+    torch.manual_seed(0)
+    batches = [(torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))) for _ in range(2)]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ev = SubnetEvaluator(net, batches, batches, recalib_batches=2)
+    cfg = search_space(net).default()
+    out = ev(cfg)
+    assert 0.0 <= out["val_acc"] <= 1.0
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # recalibrated statistics differ from the initial ones (the score uses them)
+    ev_plain = SubnetEvaluator(net, batches, batches, recalib_batches=0)
+    assert ev_plain(cfg)["val_loss"] != pytest.approx(out["val_loss"])
+
+
+def _supernet_run(tmp_path, name, epochs, restore=None, **extra):
+    ctx = LocalContext(tmp_path / name, seed=1, max_epochs=epochs, restore_dir=restore,
+                       num_cpus=1, echo=False, tensorboard=False)
+    from trainers.oneshot.train import train_supernet
+
+    cfg = {"data_fraction": 0.15, "eval_subnets": 1, "bn_recalib_batches": 1, "batch_size": 32,
+           "supernet_args": {"filters": [16, 16], "strides": [1, 2], "head_filters": 32},
+           "device": "cpu", **extra}
+    return ctx, train_supernet, cfg
+
+
+@pytest.mark.parametrize("strategy", ["spos", "darts"])
+def test_supernet_checkpoint_resume_is_exact(tmp_path, strategy):
+    from trainers.checkpoint import read_checkpoint
+
+    ctx, train, cfg = _supernet_run(tmp_path, "full", 2, strategy=strategy)
+    train(cfg, ctx)
+    full = read_checkpoint(ctx.last_checkpoint)
+    stop_after_one = LocalContext(tmp_path / "half", seed=1, max_epochs=2, num_cpus=1,
+                                  echo=False, tensorboard=False)
+    stop_after_one.request_stop()
+    train(cfg, stop_after_one)
+    assert [r["epoch"] for r in stop_after_one.results] == [1]
+    resumed = LocalContext(tmp_path / "resumed", seed=1, max_epochs=2, num_cpus=1, echo=False,
+                           tensorboard=False, restore_dir=stop_after_one.last_checkpoint)
+    train(cfg, resumed)
+    assert [r["epoch"] for r in resumed.results] == [2]
+    again = read_checkpoint(resumed.last_checkpoint)
+    for k, v in full["model"].items():
+        assert torch.equal(v, again["model"][k]), k
+    assert resumed.results[-1]["val_acc"] == ctx.results[-1]["val_acc"]
+    if strategy == "darts":
+        for k, v in full["extra"]["mutator"].items():
+            assert torch.equal(v, again["extra"]["mutator"][k])
+
+
+def test_subnet_trainer_inherits_supernet_weights(tmp_path):
+    from trainers.oneshot.train import load_supernet, train_subnet
+
+    ctx, train, cfg = _supernet_run(tmp_path, "super", 1)
+    train(cfg, ctx)
+    supernet = load_supernet(ctx.last_checkpoint)
+    arch = search_space(supernet).default()
+    sub_ctx = LocalContext(tmp_path / "sub", seed=0, max_epochs=1, num_cpus=1, echo=False,
+                           tensorboard=False)
+    train_subnet({**arch, **{k: v for k, v in cfg.items() if k != "eval_subnets"},
+                  "init": "inherit", "supernet_checkpoint": str(ctx.last_checkpoint)}, sub_ctx)
+    row = sub_ctx.results[-1]
+    assert row["params"] == count_params(build_subnet(supernet, arch))
+    assert 0.0 <= row["val_acc"] <= 1.0
+    assert np.isfinite(row["train_loss"])
