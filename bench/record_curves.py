@@ -279,6 +279,43 @@ def record(task: str, *, configs: int = 300, seed: int = 0, out: Path | None = N
     return out
 
 
+def record_local(task: str, lines: Path, *, seed: int, until: float) -> int:
+    """A helper worker beside a running :func:`record`: draws configurations with the space's
+    own seeded sampler (what archtune's ``random`` searcher does, another seed) and trains them
+    in this process until the epoch time ``until``, appending rows (``origin: local``) to the
+    recording's ``lines`` file, so the machine's second core is used while Ray's trial actors
+    start. Returns the number of configurations trained."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from spaces.library.registry import SPACES
+    from trainers.api import LocalContext
+
+    torch.set_num_threads(1)
+    spec = TASKS[task]
+    space = SPACES.create("quicktune_cpu").with_fixed(spec["fixed"])
+    data, extra = _task_data(task)
+    rng, n = np.random.default_rng(seed), 0
+    scratch = lines.with_suffix(f".local{seed}")
+    while time.time() < until:
+        cfg = space.canonical(space.sample(rng))
+        ctx = LocalContext(tempfile.mkdtemp(prefix="local_"), max_epochs=spec["max_epochs"],
+                           echo=False, tensorboard=False, num_cpus=1)
+        try:
+            recording_trainer({**data, **extra, **cfg, "_record_to": str(scratch),
+                               "_params": json.dumps(list(space.names))}, ctx)
+        except Exception:  # noqa: BLE001 - recorded as a failure row
+            pass
+        row = json.loads(scratch.read_text().splitlines()[-1])
+        if time.time() < until:
+            with open(lines, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**row, "origin": "local"}) + "\n")
+            n += 1
+    return n
+
+
 def load_table(path: str | os.PathLike) -> dict:
     """A recorded table (``.json.gz``) as a dict (see :func:`record`)."""
     from trainers.replay import load_table as _load
@@ -353,9 +390,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=None,
                     help="wall-clock limit of the recording (default: the task's budget_s)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--local-into", type=Path, default=None,
+                    help="run a helper worker appending to this recording's lines file")
+    ap.add_argument("--until", type=float, default=None, help="helper worker's end (epoch s)")
     ap.add_argument("--recipes", action="store_true",
                     help="add the recipe configurations to an existing table (no Ray)")
     args = ap.parse_args(argv)
+    if args.local_into:
+        print(record_local(args.task, args.local_into, seed=args.seed, until=args.until))
+        return 0
     if args.recipes:
         path = record_recipes(args.task, args.out or DATA_DIR / f"{args.task}.json.gz")
         print(_summary(load_table(path)))

@@ -3,7 +3,8 @@
     python bench/search_quality.py                       # every table in bench/data, 10 seeds
     python bench/search_quality.py --seeds 2 --budgets 1 2 --tasks digits   # a smoke run
 
-Every method runs on the same recorded tables (``bench/data/TASK.json.gz``, made by
+Every method runs on the same recorded tables (seeds 1000, 1001, ...: never the recording's own
+seed, so random search does not replay the table's order) (``bench/data/TASK.json.gz``, made by
 ``bench/record_curves.py``), with the same seeds and the same budget: recorded training seconds,
 reported in units of one full training of the default recipe (:data:`DEFAULT_RECIPE` of
 ``orchestrator.quick.portfolio``; its own row of the table). A discrete-event simulator plays
@@ -238,6 +239,85 @@ def _ray_optuna_asha(ctx: dict) -> Trace:
     return simulate(table, searcher, sched, ctx["budget_s"], workers=ctx["workers"])
 
 
+def _syne_config_space(space: Any) -> dict:
+    from syne_tune.config_space import choice, ordinal
+
+    out: dict[str, Any] = {}
+    for name in space.names:
+        p = space[name]
+        kind = type(p).__name__
+        if kind == "Constant":
+            out[name] = p.value
+        elif kind == "Ordinal":
+            vals = list(p.sequence)
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in vals) and all(a < b for a, b in zip(vals, vals[1:]))
+            if numeric and len({type(v) for v in vals}) > 1:
+                vals = [float(v) for v in vals]
+            out[name] = ordinal(vals, kind="nn" if numeric else "equal")
+        else:
+            out[name] = choice(list(p.choices))
+    return out
+
+
+def _syne_tune(scheduler: str) -> Callable:
+    """Syne Tune on its own simulator backend over the table: a ``Blackbox`` whose objective
+    is the recorded curve (1-NN outside the table; a recorded failure is val_acc 0 with its
+    cost spread over the epochs, as Syne Tune's blackboxes have no failures), one worker so
+    its simulated wall-clock time equals recorded compute."""
+    def method(ctx: dict) -> Trace:
+        import logging
+
+        from syne_tune import StoppingCriterion, Tuner
+        from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+        from syne_tune.blackbox_repository.blackbox import Blackbox
+        from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+        from syne_tune.config_space import randint
+        from syne_tune.optimizer import baselines
+
+        logging.getLogger("syne_tune").setLevel(logging.ERROR)
+        table, trace = ctx["table"], Trace()
+        epochs = table.max_epochs
+
+        class TableBlackbox(Blackbox):
+            fidelity_values = np.arange(1, epochs + 1)
+
+            def _objective_function(self, configuration, fidelity=None, seed=None):
+                cfg = table.space.canonical(dict(configuration))
+                row = _lookup(table, cfg, trace)
+                fail = table.failure(row)
+                if fail:
+                    accs, secs = [0.0] * epochs, [fail[1] / epochs] * epochs
+                else:
+                    accs, secs = table.curve(row)
+                    accs = list(accs) + [accs[-1]] * (epochs - len(accs))
+                    secs = list(secs) + [secs[-1]] * (epochs - len(secs))
+                return np.column_stack([accs, np.cumsum(secs)])
+
+        space = _syne_config_space(table.space)
+        bb = TableBlackbox(configuration_space=space, fidelity_space={"epoch": randint(1, epochs)},
+                           objectives_names=[METRIC, "elapsed_time"])
+        backend = UserBlackboxBackend(blackbox=bb, elapsed_time_attr="elapsed_time")
+        cls = getattr(baselines, scheduler)
+        sched = cls(space, metric=METRIC, do_minimize=False, time_attr="epoch", max_t=epochs,
+                    random_seed=ctx["seed"], grace_period=1, reduction_factor=3)
+        tuner = Tuner(trial_backend=backend, scheduler=sched, n_workers=1, sleep_time=0,
+                      stop_criterion=StoppingCriterion(max_wallclock_time=ctx["budget_s"]),
+                      callbacks=[SimulatorCallback()], results_update_interval=1e9,
+                      print_update_interval=1e9, save_tuner=False,
+                      tuner_name=f"sq-{table.task}-{scheduler.lower()}-{ctx['seed']}")
+        tuner.run()
+        df = tuner.callbacks[0].dataframe()
+        last: dict[Any, float] = {}
+        for _, r in df.sort_values("st_tuner_time").iterrows():
+            cost = float(r["elapsed_time"]) - last.get(r["trial_id"], 0.0)
+            last[r["trial_id"]] = float(r["elapsed_time"])
+            trace.add(cost, float(r[METRIC]))
+        trace.trials = int(df["trial_id"].nunique()) if len(df) else 0
+        return trace
+    return method
+
+
 def _recipe(ctx: dict) -> Trace:
     from orchestrator.quick.portfolio import DEFAULT_RECIPE
 
@@ -264,13 +344,16 @@ METHODS: dict[str, Callable[[dict], Trace]] = {
     "optuna tpe+hyperband (standalone)": lambda c: run_optuna(c["table"], c["table"].space,
                                                                c["budget_s"], c["seed"], "hb"),
     "ray OptunaSearch+ASHA": _ray_optuna_asha,
+    "syne-tune ASHA (simulator)": _syne_tune("ASHA"),
+    "syne-tune BOHB (simulator)": _syne_tune("BOHB"),
     "archtune tpe+fifo": _archtune("tpe", "fifo"),
     "archtune tpe+asha": _archtune("tpe", "asha"),
     "archtune quick+fifo": _archtune("quick", "fifo"),
     "archtune quick+asha": _archtune("quick", "asha"),
 }
 PEERS = ("random+fifo", "random+asha", "optuna tpe+sh (standalone)",
-         "optuna tpe+hyperband (standalone)", "ray OptunaSearch+ASHA")
+         "optuna tpe+hyperband (standalone)", "ray OptunaSearch+ASHA",
+         "syne-tune ASHA (simulator)", "syne-tune BOHB (simulator)")
 DEFAULT_SEARCH = "archtune quick+fifo"
 
 
@@ -312,7 +395,7 @@ def evaluate(tables: dict[str, Any], methods: list[str], seeds: int, budgets: li
         for name in methods:
             started, regrets, nn, trials = time.time(), [], 0, 0
             for seed in range(seeds):
-                ctx = {"table": table, "seed": seed, "budget_s": max(budgets) * unit,
+                ctx = {"table": table, "seed": 1000 + seed, "budget_s": max(budgets) * unit,
                        "workers": workers, "portfolio": portfolio}
                 trace = METHODS[name](ctx)
                 nn, trials = nn + trace.nn, trials + trace.trials
