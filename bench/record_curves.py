@@ -218,6 +218,8 @@ def _versions() -> dict[str, str]:
 
 
 def _git_commit() -> str:
+    if os.environ.get("ARCHTUNE_GIT_COMMIT"):  # recorded from a snapshot without .git
+        return os.environ["ARCHTUNE_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -16,11 +16,12 @@ def make_policy(exp: Any, space: Any, *, portfolio: list | None = None):
     experiment's; portfolio: :func:`~.portfolio.default_portfolio` unless given)."""
     from .policy import QuickPolicy
     from .portfolio import default_portfolio
+    from .tpe import TPEProposer
 
     seed = exp.searcher.seed if exp.searcher.seed is not None else exp.seed
     items = default_portfolio(space) if portfolio is None else portfolio
     return QuickPolicy(space, max_epochs=exp.max_epochs, mode=exp.mode, seed=seed,
-                       portfolio=items)
+                       portfolio=items, tpe=TPEProposer(space, seed=seed))
 
 
 def make_quick(exp: Any, space: Any):

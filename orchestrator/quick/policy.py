@@ -14,7 +14,7 @@ What it does, in order:
    candidate runs (failure model), divided by its predicted epoch cost to the power
    ``cost_power`` (cost model: mean observed epoch seconds per model and batch size, then per
    model, then overall). Candidates: fresh samples, mutations of the best configurations and
-   optional TPE proposals (:mod:`orchestrator.quick.tpe`).
+   TPE proposals (:mod:`orchestrator.quick.tpe`: multivariate, grouped, constant liar).
 4. **Failure awareness**: a parameter value that failed ``fail_limit`` times and never ran is
    excluded from then on; other values carry a smoothed failure rate.
 5. **No duplicates**: a ``config_id`` is proposed at most once.
@@ -151,7 +151,7 @@ class QuickPolicy:
                 cands.append(self.space.canonical(
                     self.space.mutate(t["config"], prob=0.15, rng=self.rng)))
         if self.tpe is not None:
-            cands.extend(self.tpe(self, 4))
+            cands.extend(self.tpe(self, 2))
         seen, out = set(self.seen), []
         for c in cands:
             cid = self.space.config_id(c)

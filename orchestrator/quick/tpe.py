@@ -1,0 +1,91 @@
+"""TPE proposals for the ``quick`` searcher's candidate pool.
+
+Optuna's TPE with ``multivariate=True, group=True`` models the parameters that appear together
+(the conditional branches of the space: ``momentum`` only under ``opt=momentum``, the
+``ra-*`` knobs only under RandAugment ...) jointly per group, and ``constant_liar=True`` treats the
+trials still running as bad so that concurrent proposals spread out. :class:`TPEProposer` keeps
+one in-memory study in step with the policy: a trial is added as RUNNING when it is proposed
+and told when it ends, with its final value, or, when a scheduler stopped it early, with the
+learning-curve model's prediction of its final value (never the truncated value, which would
+mislead TPE). Each proposal is one ``ask``; the asked trial is then closed as FAIL, which TPE
+ignores, so only real trials shape the model.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["TPEProposer"]
+
+
+class TPEProposer:
+    """``proposer(policy, n) -> list[config]`` for :class:`~.policy.QuickPolicy` (``tpe=``)."""
+
+    def __init__(self, space: Any, *, seed: int | None = 0, n_startup_trials: int = 8) -> None:
+        import optuna
+
+        from spaces.compile.optuna import to_optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self._fn = to_optuna(space)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                             constant_liar=True,
+                                             n_startup_trials=n_startup_trials)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self._number: dict[str, int] = {}   # trial id -> study trial number
+        self._told: set[str] = set()
+
+    def _distributions(self, cfg: Mapping[str, Any]) -> tuple[dict, dict]:
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        from spaces.compile.optuna import optuna_choices
+
+        params, dists = {}, {}
+        for name, value in cfg.items():
+            p = self.space[name]
+            kind = type(p).__name__
+            if kind == "Ordinal":
+                params[name] = list(p.sequence).index(value)
+                dists[name] = IntDistribution(0, len(p.sequence) - 1)
+            elif kind == "Categorical":
+                choices, decode = optuna_choices(p.choices)
+                enc = {v: k for k, v in decode.items()} if decode else None
+                params[name] = enc[value] if enc else value
+                dists[name] = CategoricalDistribution(choices)
+        return params, dists
+
+    def _sync(self, policy: Any) -> None:
+        import optuna
+
+        for tid, t in policy.trials.items():
+            if tid not in self._number:
+                params, dists = self._distributions(t["config"])
+                self.study.add_trial(optuna.trial.create_trial(
+                    params=params, distributions=dists, state=optuna.trial.TrialState.RUNNING))
+                self._number[tid] = len(self.study.trials) - 1
+            if t["state"] == "running" or tid in self._told:
+                continue
+            self._told.add(tid)
+            number = self._number[tid]
+            if t["state"] == "failed" or not t["curve"]:
+                self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+                continue
+            last = max(t["curve"])
+            value = t["curve"][last]
+            if last < policy.max_epochs:  # stopped early: the model's view of its final value
+                value = float(policy.predict([t["config"]])[0][0])
+            self.study.tell(number, value)
+
+    def __call__(self, policy: Any, n: int) -> list[dict]:
+        import optuna
+
+        self._sync(policy)
+        out = []
+        for _ in range(n):
+            trial = self.study.ask()
+            try:
+                out.append(self.space.canonical(self._fn(trial)))
+            except optuna.TrialPruned:
+                pass
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return out
