@@ -116,6 +116,11 @@ class SearcherSpec:
     constraints: tuple = ()     # ["params <= 2e5", ...]
     max_steps: int = 50
 
+    def __post_init__(self) -> None:
+        for name in ("objectives", "constraints"):
+            object.__setattr__(self, name, tuple(
+                tuple(v) if isinstance(v, list) else v for v in getattr(self, name)))
+
     _TYPES = {"type": str, "seed": (int, _NONE), "n_startup_trials": int,
               "storage": (str, _NONE), "study_name": (str, _NONE),
               "multivariate": bool, "max_grid_size": int, "population_size": int,
