@@ -8,8 +8,8 @@ The tree follows Archai's config-search-space tutorial: a base width, then 1-3 d
 blocks (``repeat``), each with a max-pool size, a channel multiplier and 1-5 conv layers of their
 own kernel size and activation. ``IMAGE_TREE`` is the tutorial's image-classification tree
 (``num_archs`` 1.218719480020992e18, an upper bound); ``SMALL_TREE`` is the one searched here,
-with a kernel-size decision shared by every conv of a block (``share=True``) and a stem kernel
-reused as one decision.
+where every conv of a block shares its decisions (``share=True``) and the stem and head
+kernels are one decision (the same ``choice`` object used twice).
 """
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ _kernel = choice([3, 5], name="kernel")
 SMALL_TREE = {
     "base_num_channels": choice([4, 8, 16]),
     "stem": {"kernel_size": _kernel},
+    "head": {"kernel_size": _kernel},          # the same object: one decision for both
     "downsample_blocks": repeat({
         "channel_multiplier": choice([1.0, 1.5, 2.0]),
-        "convs": repeat({"kernel_size": _kernel, "act_fn": choice(["relu", "gelu"])},
-                        counts=[1, 2], share=True),
+        "convs": repeat({"kernel_size": choice([3, 5]), "act_fn": choice(["relu", "gelu"])},
+                        counts=[1, 2], share=True),  # every conv of a block alike
     }, counts=[1, 2]),
 }
-
 
 def _pick_or(arch: ArchConfig, name: str, default):
     """``arch.pick(name)``, or ``default`` where the tree has no such entry."""
@@ -59,8 +59,9 @@ class ConvLayer(nn.Sequential):
 
 
 class ConvNet(nn.Module):
-    """A stem conv, then per downsampling block its conv layers and a max-pool; returns the
-    feature map (the trainer adds a pooled linear classifier)."""
+    """A stem conv, then per downsampling block its conv layers and a max-pool, then (when the
+    tree has one) a head conv; returns the feature map (the trainer adds a pooled linear
+    classifier)."""
 
     def __init__(self, arch: ArchConfig, stem_stride: int = 1):
         super().__init__()
@@ -76,6 +77,10 @@ class ConvNet(nn.Module):
                 layers.append(ConvLayer(conv, width if i == 0 else out, out))
             layers.append(nn.MaxPool2d(_pick_or(block, "max_pool_kernel_size", 2)))
             width = out
+        head = _pick_or(arch, "head", None)
+        if head is not None:
+            k = head.pick("kernel_size")
+            layers += [nn.Conv2d(width, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU()]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x):

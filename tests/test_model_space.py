@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +69,14 @@ def test_sample_mutate_crossover_give_valid_models_with_ids():
 def test_shared_decision_is_one_parameter():
     ex = _example()
     ms = ModelSpace(ex.ConvNet, ex.SMALL_TREE, seed=0)
-    assert "kernel" in ms.space.params
-    m = ms.random_sample()
-    convs = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d)]
-    assert len({c.kernel_size for c in convs}) == 1
+    assert "kernel" in ms.space.params and "head.kernel_size" not in ms.space.params
+    for seed in range(4):
+        ms.rng = np.random.default_rng(seed)
+        convs = [mod for mod in ms.random_sample().body if isinstance(mod, nn.Conv2d)]
+        assert convs[0].kernel_size == convs[-1].kernel_size  # stem and head: one decision
+    m = ms.build({**ms.space.default(), "downsample_blocks.0.convs.count": 2})
+    block_convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)][1:3]
+    assert block_convs[0].kernel_size == block_convs[1].kernel_size  # share=True
 
 
 def test_unread_parameters_share_archid_and_encoding():
@@ -84,7 +87,7 @@ def test_unread_parameters_share_archid_and_encoding():
     assert m3.archid == m7.archid != c3.archid
     assert np.array_equal(ms.encode(m3, unused=-1.0), ms.encode(m7, unused=-1.0))
     assert not np.array_equal(ms.encode(m3, unused=-1.0), ms.encode(c3, unused=-1.0))
-    assert math.isnan(ms.encode(m3)[-1])
+    assert np.isnan(ms.encode(m3)).sum() == 1  # the unread kernel size
 
 
 def test_save_and_load_arch(tmp_path):
