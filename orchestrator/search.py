@@ -246,14 +246,17 @@ def _seed(exp: Any) -> int | None:
 
 def make_searcher(exp: Any, space: Any):
     """The Tune search algorithm for ``exp`` (a Ray ``BasicVariantGenerator`` for PBT/PB2,
-    which draw their own population through ``param_space``)."""
+    which draw their own population through ``param_space``), wrapped in
+    :class:`~orchestrator.arch_dedup.ArchDedup` so no architecture is trained twice."""
     from orchestrator.registries import SCHEDULERS, SEARCHERS
 
     if SCHEDULERS.meta(exp.scheduler.type).get("population"):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=_seed(exp))
-    return SEARCHERS.create(exp.searcher.type, exp, space)
+    from orchestrator.arch_dedup import ArchDedup
+
+    return ArchDedup(SEARCHERS.create(exp.searcher.type, exp, space), space, max_t=exp.max_epochs)
 
 
 def make_random(exp: Any, space: Any) -> SpaceSearcher:

@@ -2,7 +2,6 @@
 searchable fields, binary codes, and errors that name file, path and closest names."""
 from __future__ import annotations
 
-import itertools
 import textwrap
 
 import pytest
@@ -76,16 +75,15 @@ def test_resnet_variant_builds_for_every_valid_code():
     space = network_space(VARIANT)
     dc, ds = space["resnet18.doublechannel"], space["resnet18.downsample"]
     assert len(dc.choices) == len(binary_codes(8, 3)) == 56
-    x = torch.randn(1, 3, 16, 16)
-    fixed_ds, fixed_dc = ds.default, dc.default
-    for code in dc.choices:  # every doubling code (3 of 8) with the default strides
-        net = build_network(VARIANT, {"resnet18.doublechannel": code})
-        assert net(x).shape == (1, 10)
-    for code in ds.choices:  # every stride code with the default doublings
-        assert build_network(VARIANT, {"resnet18.downsample": code})(x).shape == (1, 10)
-    for a, b in itertools.islice(itertools.product(dc.choices, ds.choices), 0, None, 97):
-        build_network(VARIANT, {"resnet18.doublechannel": a, "resnet18.downsample": b})
-    assert (fixed_dc, fixed_ds) == ("00101010", "00101010")
+    assert (dc.default, ds.default) == ("00101010", "00101010")
+    pairs = [(a, ds.default) for a in dc.choices] + [(dc.default, b) for b in ds.choices]
+    with torch.device("meta"):  # shapes only: every code of each vector, built and run
+        x = torch.empty(1, 3, 16, 16)
+        for a, b in pairs:
+            net = build_network(VARIANT, {"resnet18.doublechannel": a,
+                                          "resnet18.downsample": b})
+            assert net(x).shape == (1, 10)
+            assert net[0][-1].in_features == 8 * 2 ** 3  # three doublings of base_channel 8
 
 
 def test_binary_code_domains():

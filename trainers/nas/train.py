@@ -15,12 +15,14 @@ Tasks: ``classification`` (``dataset`` ``"digits"`` by default, any :mod:`traine
 and ``detection`` (``"synthetic-shapes"`` by default, or ``"coco"`` with ``data_dir``).
 
 Every epoch it reports ``epoch, train_loss, val_loss, metric, lr, epoch_time_s,
-train_images_per_s, params, flops, latency_ms, arch, arch_id, diverged, failed`` plus ``val_acc``
-(classification) or ``map, map_50, map_75, mar_100`` (detection), and ``reward`` when
-``latency_target`` (ms) is set. ``arch_id`` is the space's ``config_id`` over the parameters the
-builder actually read. The epoch count is ``ctx.max_epochs``; the LR follows a cosine schedule
-over it. Checkpoints (:mod:`trainers.checkpoint`) are written every ``checkpoint_every`` epochs
-and ``ctx.restore_dir`` resumes from one.
+train_images_per_s, params, flops, latency_ms, arch, arch_id, arch_params, diverged, failed``
+plus ``val_acc`` (classification) or ``map, map_50, map_75, mar_100`` (detection), and
+``reward`` when ``latency_target`` (ms) is set. ``arch_id`` is the space's ``config_id`` over the
+parameters the builder actually read; ``arch_params`` names them (comma-separated), so the search
+can tell which new configurations are the same architecture. The epoch count is
+``ctx.max_epochs``; the LR follows a cosine schedule over it. Checkpoints
+(:mod:`trainers.checkpoint`) are written every ``checkpoint_every`` epochs and
+``ctx.restore_dir`` resumes from one.
 
 Failures never raise out of the trainer: a NaN/inf loss reports once with ``diverged=1,
 failed=1``; running out of (CUDA or CPU) memory reports once with ``failed=1``; both carry
@@ -206,6 +208,7 @@ class NasTrainer:
         model = get_builder(cfg.arch)(self.builder_cfg, cfg.task, self.num_classes)
         used = self.builder_cfg.used & set(self.space.params)
         self.arch_id = self.space.config_id(dict(self.builder_cfg), used=used)
+        self.arch_params = ",".join(sorted(used))
         self.objectives = _measure_objectives(model, cfg, self.device)
         self.model = model.to(self.device)
         self.optimizer = self._make_optimizer(self.model)
@@ -313,7 +316,8 @@ class NasTrainer:
 
     # -- reporting ----------------------------------------------------------------------------
     def _base_metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"arch": self.cfg.arch, "arch_id": self.arch_id}
+        out: dict[str, Any] = {"arch": self.cfg.arch, "arch_id": self.arch_id,
+                               "arch_params": getattr(self, "arch_params", "")}
         out.update(self.objectives)
         return out
 
