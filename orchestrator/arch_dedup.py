@@ -88,6 +88,15 @@ class ArchDedup(Searcher):
         self.trained.setdefault(used, {}).setdefault(str(result["arch_id"]), (trial_id, kept))
 
     # -- state ---------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """This wrapper's own state; Ray's ``SearchGenerator.save_to_dir`` saves the wrapped
+        searcher separately (it walks ``.searcher`` links), and ``set_state`` is its inverse."""
+        return {"trained": self.trained, "n_arch_duplicates": self.n_arch_duplicates}
+
+    def set_state(self, state: dict) -> None:
+        self.trained = state["trained"]
+        self.n_arch_duplicates = state["n_arch_duplicates"]
+
     def save(self, checkpoint_path: str) -> None:
         inner = f"{checkpoint_path}.inner-{os.getpid()}"
         self.searcher.save(inner)

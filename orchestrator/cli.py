@@ -5,7 +5,8 @@
     archtune pipeline SPEC [--address ADDR]            run (or continue) a staged NAS pipeline
     archtune submit SPEC --address http://HEAD:8265   run it as a Ray Job on a cluster
     archtune status|logs|stop JOB --address ...        follow / stop a submitted job
-    archtune space show NAME|FILE                      describe a search space or a network
+    archtune space show NAME|FILE|module:factory       describe a search space, a network, or
+                                                       the mutables of a model (one-shot NAS)
     archtune train --config cfg.yaml [--epochs N]      train one configuration locally
     archtune report DIR                                table + plots of an experiment
     archtune tensorboard DIR                           TensorBoard on the experiment (127.0.0.1)
@@ -148,6 +149,11 @@ def cmd_space_show(a) -> int:
         from trainers.compose import describe_network
 
         print(describe_network(network))
+        return 0
+    if ":" in a.space and not Path(a.space).exists():
+        from .oneshot import model_space
+
+        print(describe_space(model_space(a.space)))
         return 0
     print(describe_space(load_space(a.space)))
     return 0

@@ -12,6 +12,9 @@ again skips finished stages and experiments (and resumes an interrupted one).
 Stages that train a fixed list of architectures (reference, proxy candidates, final) use the
 :func:`replay` trainer: a one-parameter grid (``model`` = index) over the list, which records
 every report in ``history.jsonl`` in the trial folder (the per-step proxy scores).
+
+A one-shot pipeline (``stages: [supernet, subnet_search, final]``) runs its stages in
+:mod:`orchestrator.oneshot`.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import yaml
 from spaces.errors import ArchtuneError
 from orchestrator.errors import SpecError
 
+from .oneshot_spec import ONESHOT_STAGES, is_oneshot
 from .pipeline_spec import (STAGES, AugmentStage, FinalStage, Pipeline, ProxyStage, SearchStage,
                             load_pipeline)
 from .proxy import ProxyCandidate, select_proxy, variance_check
@@ -92,7 +96,7 @@ class _Runner:
             old = json.loads(self.summary_path.read_text())
             new = self.summary["spec"]
             for stage, st in old.get("stages", {}).items():
-                keys = _stage_inputs(stage)
+                keys = _stage_inputs(stage, pipe.stages)
                 if st.get("status") == "complete" and any(
                         old["spec"].get(k) != new.get(k) for k in keys):
                     changed = sorted(k for k in keys if old["spec"].get(k) != new.get(k))
@@ -234,8 +238,22 @@ class _Runner:
         return {"path": res.path, "settings": settings, "max_epochs": steps,
                 "best_config": top[0]["config"], "best_metric": top[0]["score"], "top": top}
 
+    def stage_supernet(self) -> dict[str, Any]:
+        from .oneshot import run_supernet
+
+        return run_supernet(self)
+
+    def stage_subnet_search(self) -> dict[str, Any]:
+        from .oneshot import run_subnet_search
+
+        return run_subnet_search(self)
+
     def stage_final(self) -> dict[str, Any]:
         pipe = self.pipe
+        if is_oneshot(pipe.stages):
+            from .oneshot import run_final
+
+            return run_final(self)
         top = self.summary["stages"]["search"]["top"][:pipe.final.top_n]
         models = [t["config"] for t in top]
         r = self.run_models("final", models, pipe.data, pipe.max_epochs)
@@ -316,12 +334,14 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _stage_inputs(stage: str) -> list[str]:
-    """Spec keys a stage's results depend on: the shared keys and the sections up to it."""
-    sections = set(STAGES) | {"stages"}
+def _stage_inputs(stage: str, order: Any = STAGES) -> list[str]:
+    """Spec keys a stage's results depend on: the shared keys and the sections up to it
+    (in the pipeline's stage ``order``)."""
+    sections = set(STAGES) | set(ONESHOT_STAGES) | {"stages"}
     shared = [f.name for f in dataclasses.fields(Pipeline)
               if f.name not in sections and f.name != "source"]
-    return shared + list(STAGES[:STAGES.index(stage) + 1])
+    order = list(order) if stage in order else list(STAGES)
+    return shared + order[:order.index(stage) + 1]
 
 
 def _proxy_name(settings: Mapping[str, Any]) -> str:

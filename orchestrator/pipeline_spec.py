@@ -34,6 +34,7 @@ from typing import Any, Mapping
 
 from orchestrator.errors import SpecError
 
+from .oneshot_spec import SubnetSearchStage, SupernetStage, is_oneshot, validate_oneshot
 from .spec import Experiment
 from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,
                          type_name, unknown_key)
@@ -88,11 +89,13 @@ class SearchStage:
 @dataclass(frozen=True, kw_only=True)
 class FinalStage:
     """Full training (base settings, ``max_epochs``) of the ``top_n`` best searched
-    architectures (distinct, completed trials)."""
+    architectures (distinct, completed trials). In a one-shot pipeline ``init`` chooses
+    ``scratch`` (train from random init) or ``inherit`` (fine-tune the supernet's weights)."""
 
     top_n: int = 3
+    init: str = "scratch"
 
-    _TYPES = {"top_n": int}
+    _TYPES = {"top_n": int, "init": str}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +111,8 @@ class AugmentStage:
 
 
 _STAGE_SPECS = {"proxy": ProxyStage, "search": SearchStage, "final": FinalStage,
-                "augment": AugmentStage}
+                "augment": AugmentStage, "supernet": SupernetStage,
+                "subnet_search": SubnetSearchStage}
 # keys every stage experiment shares with the pipeline
 _SHARED = ("space", "fixed", "trainer", "data", "metric", "mode", "max_epochs", "seed",
            "resources", "max_concurrent", "max_failures")
@@ -137,12 +141,15 @@ class Pipeline:
     search: SearchStage = field(default_factory=SearchStage)
     final: FinalStage = field(default_factory=FinalStage)
     augment: AugmentStage = field(default_factory=AugmentStage)
+    supernet: SupernetStage = field(default_factory=SupernetStage)
+    subnet_search: SubnetSearchStage = field(default_factory=SubnetSearchStage)
     source: str | None = field(default=None, compare=False, repr=False)
 
     _TYPES = {"name": str, "space": (str, dict), "fixed": dict, "trainer": str, "data": dict,
               "metric": str, "mode": str, "max_epochs": int, "storage": str, "seed": int,
               "resources": dict, "max_concurrent": (int, _NONE), "max_failures": int,
-              "stages": list, "proxy": dict, "search": dict, "final": dict, "augment": dict}
+              "stages": list, "proxy": dict, "search": dict, "final": dict, "augment": dict,
+              "supernet": dict, "subnet_search": dict}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -213,6 +220,9 @@ class Pipeline:
             raise key_error(where, "name", f"must be a non-empty folder name, got {self.name!r}")
         if "://" in self.storage:
             raise key_error(where, "storage", "a pipeline needs a local (or NFS) folder, not a URI")
+        if is_oneshot(self.stages):
+            validate_oneshot(self, where)
+            return self
         self._validate_stages(where)
         _prefixed(lambda: self.experiment("search").validate(), where, "")
         if "proxy" in self.stages:
@@ -296,6 +306,8 @@ def _stage_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
             value = float(value)
         elif key == "candidates":
             value = dict(value) if isinstance(value, Mapping) else tuple(value)
+        elif key == "constraints":
+            value = tuple(str(c) for c in value)
         kwargs[key] = value
     return cls(**kwargs)
 

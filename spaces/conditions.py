@@ -4,7 +4,7 @@ disjunction (:class:`And`, :class:`Or`) and ``Condition.from_dict``.
 
 Each condition can check itself against a space's parameters and compile itself to a fast
 per-config predicate (``_compile``) and a vectorised column predicate (``_vcompile``) used by
-:class:`~spaces.space.SearchSpace`. Depends only on :mod:`spaces.params`. Pure Python + numpy.
+:class:`~spaces.space.SearchSpace`. Depends only on :mod:`spaces.params` and :mod:`spaces.values`. Pure Python + numpy.
 """
 from __future__ import annotations
 
@@ -15,11 +15,29 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from spaces.errors import SpaceError
-from spaces.params import Constant, Ordinal, Param, _key, _py
+from spaces.params import Constant, Ordinal, Param
+from spaces.values import choice_key, py_value
+
+__all__ = ["Condition", "Equals", "NotEquals", "In", "GreaterThan", "LessThan", "And", "Or",
+           "CONDITION_TYPES"]
+
+
+#: Vectorised condition: (columns, activity masks) -> bool array. ``cols[name]`` holds a drawn
+#: value per row (choice indices for choice parameters); ``masks[name]`` is the parameter's
+#: activity per row, or None when it is always active.
+VectorFn = Callable[[Mapping[str, np.ndarray], Mapping[str, "np.ndarray | None"]], np.ndarray]
+
+
+def _and_mask(hit: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    return hit if mask is None else hit & mask
 
 
 class Condition:
-    """``child`` is active iff its parents are active and ``evaluate(config)`` holds."""
+    """When ``child`` is active (ConfigSpace semantics, see :mod:`spaces.graph`).
+
+    ``evaluate(config)`` on a config holding the active parameters: a simple condition is false
+    when its parent is absent (inactive); :class:`And` needs every part, :class:`Or` any part.
+    """
 
     child: str
 
@@ -39,15 +57,20 @@ class Condition:
         if kind in ("and", "or"):
             subs = [Condition.from_dict(c) for c in d.get("conditions", ())]
             return (And if kind == "and" else Or)(*subs)
-        cls = _COND_TYPES.get(kind)
+        cls = CONDITION_TYPES.get(kind)
         if cls is None:
             raise SpaceError(
                 f"condition {d!r}: unknown type {kind!r}; valid types: "
-                f"{', '.join(sorted([*_COND_TYPES, 'and', 'or']))}"
+                f"{', '.join(sorted([*CONDITION_TYPES, 'and', 'or']))}"
             )
-        if cls is In:
-            return In(d["child"], d["parent"], tuple(d["values"]))
-        return cls(d["child"], d["parent"], d["value"])
+        try:
+            if cls is In:
+                return In(d["child"], d["parent"], tuple(d["values"]))
+            return cls(d["child"], d["parent"], d["value"])
+        except KeyError as exc:
+            raise SpaceError(f"condition {d!r}: missing field {exc.args[0]!r} "
+                             f"(a {kind} condition needs child, parent and "
+                             f"{'values' if cls is In else 'value'})") from None
 
     # space-level checks and compilation; ``params`` is the space's param dict
     def _check(self, params: Mapping[str, Param]) -> list[str]:
@@ -56,7 +79,7 @@ class Condition:
     def _compile(self, params: Mapping[str, Param]) -> Callable[[Mapping], bool]:
         raise NotImplementedError
 
-    def _vcompile(self, params: Mapping[str, Param]) -> Callable[[Mapping], np.ndarray]:
+    def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
         raise NotImplementedError
 
 
@@ -71,14 +94,14 @@ class _Simple(Condition):
     _kind: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _py(self.value))
+        object.__setattr__(self, "value", py_value(self.value))
 
     @property
     def parents(self) -> set[str]:
         return {self.parent}
 
     def evaluate(self, config: Mapping[str, Any]) -> bool:
-        return bool(self._op(config[self.parent], self.value))
+        return self.parent in config and bool(self._op(config[self.parent], self.value))
 
     def __str__(self) -> str:
         return f"{self.child} | {self.parent} {self._sym} {self.value!r}"
@@ -119,17 +142,17 @@ class _Simple(Condition):
         if isinstance(p, Ordinal) and self._orderable:
             ref = p.index(self.value)
             key = p._lookup
-            return lambda c: op(key[_key(c[name])], ref)
+            return lambda c: name in c and op(key[choice_key(c[name])], ref)
         val = self.value
-        return lambda c: op(c[name], val)
+        return lambda c: name in c and op(c[name], val)
 
-    def _vcompile(self, params: Mapping[str, Param]) -> Callable[[Mapping], np.ndarray]:
+    def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
         p = params[self.parent]
         name, op = self.parent, self._op
-        ref = p._column_of(self.value) if p.contains(self.value) else None
-        if ref is None:
-            return lambda cols: np.zeros(len(cols[name]), dtype=bool)
-        return lambda cols: op(cols[name], ref)
+        if not p.contains(self.value):
+            return lambda cols, masks: np.zeros(len(cols[name]), dtype=bool)
+        ref = p._column_of(self.value)
+        return lambda cols, masks: _and_mask(op(cols[name], ref), masks[name])
 
 
 def _mk(kind: str, sym: str, op: Callable, orderable: bool = False):
@@ -176,10 +199,10 @@ class In(Condition):
 
     def __post_init__(self) -> None:
         if isinstance(self.values, (str, bytes)) or not isinstance(self.values, Iterable):
-            raise ValueError(f"In({self.child!r}, {self.parent!r}): values must be a sequence")
-        vals = tuple(_py(v) for v in self.values)
+            raise SpaceError(f"In({self.child!r}, {self.parent!r}): values must be a sequence")
+        vals = tuple(py_value(v) for v in self.values)
         if not vals:
-            raise ValueError(f"In({self.child!r}, {self.parent!r}): values must not be empty")
+            raise SpaceError(f"In({self.child!r}, {self.parent!r}): values must not be empty")
         object.__setattr__(self, "values", vals)
 
     @property
@@ -187,7 +210,7 @@ class In(Condition):
         return {self.parent}
 
     def evaluate(self, config: Mapping[str, Any]) -> bool:
-        return config[self.parent] in self.values
+        return self.parent in config and config[self.parent] in self.values
 
     def __str__(self) -> str:
         return f"{self.child} | {self.parent} in {list(self.values)!r}"
@@ -203,14 +226,14 @@ class In(Condition):
 
     def _compile(self, params: Mapping[str, Param]) -> Callable[[Mapping], bool]:
         name = self.parent
-        keys = frozenset(_key(v) for v in self.values)
-        return lambda c: _key(c[name]) in keys
+        keys = frozenset(choice_key(v) for v in self.values)
+        return lambda c: name in c and choice_key(c[name]) in keys
 
-    def _vcompile(self, params: Mapping[str, Param]) -> Callable[[Mapping], np.ndarray]:
+    def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
         p = params[self.parent]
         name = self.parent
         refs = [p._column_of(v) for v in self.values if p.contains(v)]
-        return lambda cols: np.isin(cols[name], refs)
+        return lambda cols, masks: _and_mask(np.isin(cols[name], refs), masks[name])
 
 
 @dataclass(frozen=True, init=False)
@@ -221,13 +244,13 @@ class _Conj(Condition):
         if len(conditions) == 1 and isinstance(conditions[0], (list, tuple)):
             conditions = tuple(conditions[0])
         if len(conditions) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least two conditions, got {len(conditions)}")
+            raise SpaceError(f"{type(self).__name__} needs at least two conditions, got {len(conditions)}")
         for c in conditions:
             if not isinstance(c, Condition):
-                raise ValueError(f"{type(self).__name__}: {c!r} is not a condition")
+                raise SpaceError(f"{type(self).__name__}: {c!r} is not a condition")
         children = {c.child for c in conditions}
         if len(children) != 1:
-            raise ValueError(
+            raise SpaceError(
                 f"{type(self).__name__}: all conditions must share one child, got {sorted(children)}"
             )
         object.__setattr__(self, "conditions", tuple(conditions))
@@ -271,10 +294,10 @@ class And(_Conj):
     def _vcompile(self, params):
         fs = [c._vcompile(params) for c in self.conditions]
 
-        def run(cols):
-            out = fs[0](cols)
+        def run(cols, masks):
+            out = fs[0](cols, masks)
             for f in fs[1:]:
-                out = out & f(cols)
+                out = out & f(cols, masks)
             return out
         return run
 
@@ -293,15 +316,15 @@ class Or(_Conj):
     def _vcompile(self, params):
         fs = [c._vcompile(params) for c in self.conditions]
 
-        def run(cols):
-            out = fs[0](cols)
+        def run(cols, masks):
+            out = fs[0](cols, masks)
             for f in fs[1:]:
-                out = out | f(cols)
+                out = out | f(cols, masks)
             return out
         return run
 
 
-_COND_TYPES: dict[str, type] = {
+CONDITION_TYPES: dict[str, type] = {
     "equals": Equals, "not_equals": NotEquals, "in": In, "greater_than": GreaterThan,
     "less_than": LessThan,
 }

@@ -3,22 +3,22 @@
 ``size(space)`` counts the distinct valid configurations recursively with :class:`_Counter`
 (independent components multiply; only parameters that gate conditions or appear in forbidden
 clauses are enumerated); ``iter_configs(space)`` enumerates them depth-first. The
-``SearchSpace.size`` / ``SearchSpace.iter_configs`` methods delegate here. Works on a built
-space's precomputed plan; imports only :mod:`spaces.params` and :mod:`spaces.errors` at run time.
+``SearchSpace.size`` / ``SearchSpace.iter_configs`` methods delegate here. Works on a
+:class:`~spaces.graph.SpaceGraph` (activity as defined there, ORs included).
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 from spaces.errors import SpaceError
-from spaces.params import _INACTIVE, _key
+from spaces.graph import SpaceGraph
+from spaces.values import INACTIVE, choice_key
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spaces.space import SearchSpace
+__all__ = ["size", "iter_configs"]
 
 
-def size(space: SearchSpace) -> int | float:
+def size(space: SpaceGraph) -> int | float:
     """Exact number of distinct valid configurations (``math.inf`` if any parameter is
     continuous). Counts recursively: independent components multiply, only parameters that
     gate conditions or appear in forbidden clauses are enumerated."""
@@ -27,12 +27,12 @@ def size(space: SearchSpace) -> int | float:
     return _Counter(space).count(frozenset(space.params), {})
 
 
-def iter_configs(space: SearchSpace) -> Iterator[dict]:
+def iter_configs(space: SpaceGraph) -> Iterator[dict]:
     """Every distinct valid configuration of a discrete space (depth-first, ``names`` order)."""
     bad = [n for n, p in space.params.items() if not p.is_discrete]
     if bad:
         raise SpaceError(f"iter_configs needs a discrete space; continuous parameters: {bad}")
-    plan = space._plan
+    plan = space.steps
     forb = space.forbiddens
     last: dict[int, list] = {}
     for f in forb:
@@ -43,8 +43,8 @@ def iter_configs(space: SearchSpace) -> Iterator[dict]:
         if i == len(plan):
             yield dict(cfg)
             return
-        n, _, fn, parents, p = plan[i]
-        if fn is not None and (any(q not in cfg for q in parents) or not fn(cfg)):
+        n, p, active = plan[i]
+        if active is not None and not active(cfg):
             if any(f.is_forbidden(cfg) for f in last.get(i, ())):
                 return
             yield from rec(i + 1, cfg)
@@ -69,11 +69,11 @@ class _Counter:
     otherwise its first (topological) param is enumerated.
     """
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SpaceGraph):
         self.sp = space
         self.order = {n: i for i, n in enumerate(space.names)}
-        self.cond = {n: fn for n, _, fn, _, _ in space._plan if fn is not None}
-        self.parents = space._parents
+        self.cond = {n: fn for n, _, fn in space.steps if fn is not None}
+        self.parents = {n: space.parents_of(n) for n in space.names}
         self.clauses = list(space.forbiddens)
         self.clause_of: dict[str, list[int]] = {}
         for i, f in enumerate(self.clauses):
@@ -89,7 +89,7 @@ class _Counter:
             ps = self.parents.get(n)
             if not ps or any(q in S for q in ps):
                 continue
-            if any(q not in fixed for q in ps) or not self.cond[n](fixed):
+            if not self.cond[n](fixed):
                 S.discard(n)
         if not S:
             return 1
@@ -144,7 +144,7 @@ class _Counter:
             deps.update(q for q in self.parents.get(n, ()) if q not in C)
             for i in self.clause_of.get(n, ()):
                 deps.update(x for x in self.clauses[i].names if x not in C)
-        key = (C, tuple(sorted((d, _key(fixed[d])) if d in fixed else (d, _INACTIVE)
+        key = (C, tuple(sorted((d, choice_key(fixed[d])) if d in fixed else (d, INACTIVE)
                                for d in deps)))
         try:
             hit = self.memo.get(key)

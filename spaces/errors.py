@@ -33,4 +33,13 @@ class SpaceError(ArchtuneError, ValueError):
         super().__init__(msg)
 
 
-__all__ = ["ArchtuneError", "SpaceError"]
+class SpaceKeyError(SpaceError, KeyError):
+    """A name that is not a parameter of a space, or not active in a configuration.
+
+    Also a :class:`KeyError`, so ``except KeyError`` around a lookup keeps working.
+    """
+
+    __str__ = Exception.__str__
+
+
+__all__ = ["ArchtuneError", "SpaceError", "SpaceKeyError"]

@@ -3,7 +3,7 @@
 :class:`ForbiddenPredicate`) and ``Forbidden.from_dict``.
 
 A clause only applies when every parameter it names is active. Depends only on
-:mod:`spaces.params`. Pure Python.
+:mod:`spaces.params` and :mod:`spaces.values`. Pure Python + numpy.
 """
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from spaces.errors import SpaceError
-from spaces.params import Constant, Param, _key, _py
+from spaces.params import Constant, Param
+from spaces.values import choice_key, py_value
+
+__all__ = ["Forbidden", "ForbiddenEquals", "ForbiddenIn", "ForbiddenAnd", "ForbiddenRelation",
+           "ForbiddenPredicate", "RELATION_OPS"]
 
 
 class Forbidden:
@@ -36,12 +42,24 @@ class Forbidden:
         return [f"forbidden '{self}': {n!r} is not a parameter of the space"
                 for n in self.names if n not in params]
 
+    def _vcompile(self, params: Mapping[str, Param]) -> Callable | None:
+        """``(columns, masks) -> bool array`` of the rows this clause forbids (see
+        :data:`spaces.conditions.VectorFn`), or None when it can only be checked row by row."""
+        return None
+
     def to_dict(self) -> dict:
         raise NotImplementedError
 
     @staticmethod
     def from_dict(d: Mapping) -> "Forbidden":
         kind = str(d.get("type", "")).lower() if isinstance(d, Mapping) else ""
+        try:
+            return Forbidden._from_kind(kind, d)
+        except KeyError as exc:
+            raise SpaceError(f"forbidden clause {d!r}: missing field {exc.args[0]!r}") from None
+
+    @staticmethod
+    def _from_kind(kind: str, d: Mapping) -> "Forbidden":
         if kind == "equals":
             return ForbiddenEquals(d["name"], d["value"])
         if kind == "in":
@@ -66,6 +84,21 @@ def _check_values(fb: Forbidden, name: str, values: Iterable, params: Mapping[st
             for v in values if not p.contains(v)]
 
 
+def _vmember(p: Param, name: str, values: Iterable) -> Callable:
+    """Vector test ``active(name) and config[name] in values`` on drawn columns."""
+    refs = [p._column_of(v) for v in values if p.contains(v)]
+
+    def run(cols, masks):
+        col = cols[name]
+        hit = col == refs[0] if len(refs) == 1 else np.isin(col, refs)
+        mask = masks[name]
+        return hit if mask is None else hit & mask
+
+    if not refs:
+        return lambda cols, masks: np.zeros(len(cols[name]), dtype=bool)
+    return run
+
+
 @dataclass(frozen=True)
 class ForbiddenEquals(Forbidden):
     """Forbid ``config[name] == value``."""
@@ -74,17 +107,20 @@ class ForbiddenEquals(Forbidden):
     value: Any
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _py(self.value))
+        object.__setattr__(self, "value", py_value(self.value))
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name,)
 
     def _match(self, config):
-        return _key(config[self.name]) == _key(self.value)
+        return choice_key(config[self.name]) == choice_key(self.value)
 
     def _check(self, params):
         return _check_values(self, self.name, (self.value,), params)
+
+    def _vcompile(self, params):
+        return _vmember(params[self.name], self.name, (self.value,))
 
     def __str__(self) -> str:
         return f"{self.name} == {self.value!r}"
@@ -101,18 +137,21 @@ class ForbiddenIn(Forbidden):
     values: tuple
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(_py(v) for v in self.values))
-        object.__setattr__(self, "_keys", frozenset(_key(v) for v in self.values))
+        object.__setattr__(self, "values", tuple(py_value(v) for v in self.values))
+        object.__setattr__(self, "_keys", frozenset(choice_key(v) for v in self.values))
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name,)
 
     def _match(self, config):
-        return _key(config[self.name]) in self._keys
+        return choice_key(config[self.name]) in self._keys
 
     def _check(self, params):
         return _check_values(self, self.name, self.values, params)
+
+    def _vcompile(self, params):
+        return _vmember(params[self.name], self.name, self.values)
 
     def __str__(self) -> str:
         return f"{self.name} in {list(self.values)!r}"
@@ -134,7 +173,7 @@ class ForbiddenAnd(Forbidden):
         if len(clauses) == 1 and isinstance(clauses[0], (list, tuple)):
             clauses = tuple(clauses[0])
         if not clauses or not all(isinstance(c, Forbidden) for c in clauses):
-            raise ValueError(f"ForbiddenAnd needs one or more forbidden clauses, got {clauses!r}")
+            raise SpaceError(f"ForbiddenAnd needs one or more forbidden clauses, got {clauses!r}")
         object.__setattr__(self, "clauses", tuple(clauses))
 
     @property
@@ -153,6 +192,18 @@ class ForbiddenAnd(Forbidden):
             errs.extend(c._check(params))
         return errs
 
+    def _vcompile(self, params):
+        fs = [c._vcompile(params) for c in self.clauses]
+        if any(f is None for f in fs):
+            return None
+
+        def run(cols, masks):
+            out = fs[0](cols, masks)
+            for f in fs[1:]:
+                out = out & f(cols, masks)
+            return out
+        return run
+
     def __str__(self) -> str:
         return " && ".join(f"({c})" for c in self.clauses)
 
@@ -160,7 +211,7 @@ class ForbiddenAnd(Forbidden):
         return {"type": "and", "clauses": [c.to_dict() for c in self.clauses]}
 
 
-_REL_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+RELATION_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
             "<=": operator.le, ">=": operator.ge}
 
 
@@ -173,10 +224,10 @@ class ForbiddenRelation(Forbidden):
     right: str
 
     def __post_init__(self) -> None:
-        if self.op not in _REL_OPS:
-            raise ValueError(f"ForbiddenRelation: op {self.op!r} must be one of {sorted(_REL_OPS)}")
+        if self.op not in RELATION_OPS:
+            raise SpaceError(f"ForbiddenRelation: op {self.op!r} must be one of {sorted(RELATION_OPS)}")
         if self.left == self.right:
-            raise ValueError(f"ForbiddenRelation: left and right are both {self.left!r}")
+            raise SpaceError(f"ForbiddenRelation: left and right are both {self.left!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -184,7 +235,7 @@ class ForbiddenRelation(Forbidden):
 
     def _match(self, config):
         try:
-            return bool(_REL_OPS[self.op](config[self.left], config[self.right]))
+            return bool(RELATION_OPS[self.op](config[self.left], config[self.right]))
         except TypeError:
             return False
 
@@ -207,7 +258,7 @@ class ForbiddenPredicate(Forbidden):
         if isinstance(names, str):
             names = (names,)
         if not names or not callable(fn):
-            raise ValueError("ForbiddenPredicate needs one or more names and a callable fn")
+            raise SpaceError("ForbiddenPredicate needs one or more names and a callable fn")
         object.__setattr__(self, "names_", tuple(names))
         object.__setattr__(self, "fn", fn)
         object.__setattr__(self, "description", description or getattr(fn, "__name__", "predicate"))

@@ -1,86 +1,26 @@
 """Parameter types: the :class:`Param` base with ``Param.from_dict``, :class:`Categorical`,
 :class:`Ordinal`, :class:`Int`, :class:`Float` and :class:`Constant`.
 
-Also holds the small value helpers that every other ``spaces`` module shares (``_rng``, ``_py``,
-``_key``, ``_is_int``, ...) and the ``_INACTIVE`` sentinel. This is the bottom layer of the
-search-space modules: it imports nothing from ``spaces`` except :mod:`spaces.errors`
-(``params <- conditions / forbidden <- space``). Pure Python + numpy.
-
-Parameters are frozen dataclasses validated in ``__post_init__``.
+Parameters are frozen dataclasses validated in ``__post_init__``; every invalid argument raises
+:class:`~spaces.errors.SpaceError` naming the parameter, the bad value and what is valid.
+Imports only :mod:`spaces.values` and :mod:`spaces.errors`. Pure Python + numpy.
 """
 from __future__ import annotations
 
 import bisect
 import math
-import numbers
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from spaces.errors import SpaceError
+from spaces.values import (
+    as_rng, check_name, choice_key, is_int, is_real, py_value, value_tuple,
+)
 
-# Marks an inactive parameter (in batch-sampled columns and in the exact counter's memo keys).
-_INACTIVE = object()
-
-
-def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
-
-
-def _py(v: Any) -> Any:
-    """numpy scalars -> python scalars; tuples/lists recursively."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return type(v)(_py(x) for x in v)
-    return v
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-
-
-def _key(v: Any) -> Any:
-    """Hash key that keeps bools apart from ints (True != 1 for choices)."""
-    if isinstance(v, (bool, np.bool_)):
-        return ("__bool__", bool(v))
-    return v
-
-
-def _hashable_tuple(values: Any, what: str, name: str) -> tuple:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValueError(f"parameter {name!r}: {what} must be a sequence, got {values!r}")
-    out = tuple(tuple(v) if isinstance(v, list) else _py(v) for v in values)
-    if not out:
-        raise ValueError(f"parameter {name!r}: {what} must not be empty")
-    seen = set()
-    dups = []
-    for v in out:
-        try:
-            k = _key(v)
-            if k in seen:
-                dups.append(v)
-            seen.add(k)
-        except TypeError:
-            raise ValueError(f"parameter {name!r}: {what} value {v!r} is not hashable") from None
-    if dups:
-        raise ValueError(f"parameter {name!r}: {what} contains duplicates {dups!r}")
-    return out
-
-
-def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"parameter name must be a non-empty string, got {name!r}")
-
+__all__ = ["Param", "ChoiceParam", "Categorical", "Ordinal", "Int", "Float", "Constant",
+           "PARAM_TYPES"]
 
 # --------------------------------------------------------------------------------------------
 # Parameters
@@ -99,7 +39,7 @@ class Param:
 
     @property
     def values(self) -> tuple:
-        raise ValueError(f"parameter {self.name!r} is continuous and has no finite value list")
+        raise SpaceError(f"parameter {self.name!r} is continuous and has no finite value list")
 
     @property
     def cardinality(self) -> int | float:
@@ -109,10 +49,10 @@ class Param:
         raise NotImplementedError
 
     def normalize(self, v: Any) -> Any:
-        return _py(v)
+        return py_value(v)
 
     def sample(self, rng: np.random.Generator | int | None = None) -> Any:
-        return self._draw(float(_rng(rng).random()))
+        return self._draw(float(as_rng(rng).random()))
 
     # u in [0, 1) -> value. Used by the precomputed sampling plan.
     def _draw(self, u: float) -> Any:  # pragma: no cover - overridden
@@ -129,9 +69,6 @@ class Param:
         """Map a value to the numeric-column representation used in vector conditions."""
         return v
 
-    def _order_key(self, v: Any) -> Any:
-        return v
-
     def to_dict(self) -> dict:
         raise NotImplementedError
 
@@ -140,12 +77,12 @@ class Param:
         if not isinstance(d, Mapping):
             raise SpaceError(f"parameter spec must be a mapping, got {d!r}")
         kind = str(d.get("type", "")).lower()
-        cls = _PARAM_TYPES.get(kind)
+        cls = PARAM_TYPES.get(kind)
         name = d.get("name", "?")
         if cls is None:
             raise SpaceError(
                 f"parameter {name!r}: unknown type {d.get('type')!r}; "
-                f"valid types: {', '.join(sorted(_PARAM_TYPES))}"
+                f"valid types: {', '.join(sorted(PARAM_TYPES))}"
             )
         kw = {k: v for k, v in d.items() if k != "type"}
         try:
@@ -163,13 +100,13 @@ class Param:
         return d
 
 
-class _ChoiceMixin(Param):
+class ChoiceParam(Param):
     """Shared by Categorical and Ordinal: a finite tuple of values stored as indices."""
 
     _choices: tuple
 
     def _init_choices(self, choices: tuple) -> None:
-        object.__setattr__(self, "_lookup", {_key(v): i for i, v in enumerate(choices)})
+        object.__setattr__(self, "_lookup", {choice_key(v): i for i, v in enumerate(choices)})
         arr = np.empty(len(choices), dtype=object)
         for i, v in enumerate(choices):
             arr[i] = v
@@ -185,13 +122,13 @@ class _ChoiceMixin(Param):
 
     def index(self, v: Any) -> int:
         try:
-            return self._lookup[_key(_py(v) if isinstance(v, np.generic) else v)]
+            return self._lookup[choice_key(py_value(v) if isinstance(v, np.generic) else v)]
         except (KeyError, TypeError):
-            raise ValueError(f"{v!r} is not a value of parameter {self.name!r}") from None
+            raise SpaceError(f"{v!r} is not a value of parameter {self.name!r}") from None
 
     def contains(self, v: Any) -> bool:
         try:
-            return _key(_py(v) if isinstance(v, np.generic) else v) in self._lookup
+            return choice_key(py_value(v) if isinstance(v, np.generic) else v) in self._lookup
         except TypeError:
             return False
 
@@ -206,7 +143,7 @@ class _ChoiceMixin(Param):
 
 
 @dataclass(frozen=True)
-class Categorical(_ChoiceMixin):
+class Categorical(ChoiceParam):
     """Unordered finite choice. ``weights`` (optional, non-negative) bias sampling.
 
     The default is the first choice unless given; it must be one of ``choices``.
@@ -220,15 +157,15 @@ class Categorical(_ChoiceMixin):
     type_name = "categorical"
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
-        choices = _hashable_tuple(self.choices, "choices", self.name)
+        check_name(self.name)
+        choices = value_tuple(self.choices, "choices", self.name)
         object.__setattr__(self, "choices", choices)
         object.__setattr__(self, "_choices", choices)
         self._init_choices(choices)
         if self.default is None and not self.contains(None):
             object.__setattr__(self, "default", choices[0])
         elif not self.contains(self.default):
-            raise ValueError(
+            raise SpaceError(
                 f"parameter {self.name!r}: default {self.default!r} is not one of the choices {choices!r}"
             )
         else:
@@ -236,11 +173,11 @@ class Categorical(_ChoiceMixin):
         if self.weights is not None:
             w = tuple(float(x) for x in self.weights)
             if len(w) != len(choices):
-                raise ValueError(
+                raise SpaceError(
                     f"parameter {self.name!r}: {len(w)} weights for {len(choices)} choices"
                 )
             if any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
-                raise ValueError(
+                raise SpaceError(
                     f"parameter {self.name!r}: weights {w!r} must be finite, >= 0 and not all 0"
                 )
             object.__setattr__(self, "weights", w)
@@ -250,7 +187,7 @@ class Categorical(_ChoiceMixin):
             object.__setattr__(self, "_cum", tuple(cum))
             object.__setattr__(self, "_cum_arr", np.asarray(cum))
         if self.meta is not None and not isinstance(self.meta, dict):
-            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
 
     def _draw(self, u: float) -> Any:
         if self.weights is None:
@@ -274,7 +211,7 @@ class Categorical(_ChoiceMixin):
 
 
 @dataclass(frozen=True)
-class Ordinal(_ChoiceMixin):
+class Ordinal(ChoiceParam):
     """Ordered finite sequence; comparisons (GreaterThan/LessThan) use positions."""
 
     name: str
@@ -285,30 +222,27 @@ class Ordinal(_ChoiceMixin):
     orderable = True
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
-        seq = _hashable_tuple(self.sequence, "sequence", self.name)
+        check_name(self.name)
+        seq = value_tuple(self.sequence, "sequence", self.name)
         object.__setattr__(self, "sequence", seq)
         object.__setattr__(self, "_choices", seq)
         self._init_choices(seq)
         if self.default is None and not self.contains(None):
             object.__setattr__(self, "default", seq[0])
         elif not self.contains(self.default):
-            raise ValueError(
+            raise SpaceError(
                 f"parameter {self.name!r}: default {self.default!r} is not in the sequence {seq!r}"
             )
         else:
             object.__setattr__(self, "default", self.normalize(self.default))
         if self.meta is not None and not isinstance(self.meta, dict):
-            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
 
     def _draw(self, u: float) -> Any:
         return self._choices[int(u * len(self._choices))]
 
     def _draw_column(self, u: np.ndarray) -> np.ndarray:
         return (u * len(self._choices)).astype(np.int64)
-
-    def _order_key(self, v: Any) -> Any:
-        return self.index(v)
 
     def to_dict(self) -> dict:
         return self._meta_dict({"type": "ordinal", "name": self.name,
@@ -337,25 +271,25 @@ class Int(Param):
     orderable = True
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
         n = self.name
         for attr in ("low", "high", "step"):
             v = getattr(self, attr)
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
-            if not _is_int(v):
-                raise ValueError(f"parameter {n!r}: {attr} must be an integer, got {v!r}")
+            if not is_int(v):
+                raise SpaceError(f"parameter {n!r}: {attr} must be an integer, got {v!r}")
             object.__setattr__(self, attr, int(v))
         if self.low > self.high:
-            raise ValueError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
+            raise SpaceError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
         if self.step < 1:
-            raise ValueError(f"parameter {n!r}: step={self.step} must be >= 1")
+            raise SpaceError(f"parameter {n!r}: step={self.step} must be >= 1")
         if self.log and self.low <= 0:
-            raise ValueError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
+            raise SpaceError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
         if self.log and self.step != 1:
-            raise ValueError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
+            raise SpaceError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
         if (self.high - self.low) % self.step:
-            raise ValueError(
+            raise SpaceError(
                 f"parameter {n!r}: high - low = {self.high - self.low} is not a multiple of "
                 f"step={self.step}"
             )
@@ -366,14 +300,14 @@ class Int(Param):
                 d = self.low + self.step * (((self.high - self.low) // self.step) // 2)
             object.__setattr__(self, "default", d)
         elif not self.contains(self.default):
-            raise ValueError(
+            raise SpaceError(
                 f"parameter {n!r}: default {self.default!r} is outside [{self.low}, {self.high}]"
                 + (f" with step {self.step}" if self.step != 1 else "")
             )
         else:
             object.__setattr__(self, "default", int(self.default))
         if self.meta is not None and not isinstance(self.meta, dict):
-            raise ValueError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+            raise SpaceError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
         object.__setattr__(self, "_card", (self.high - self.low) // self.step + 1)
         if self.log:
             object.__setattr__(self, "_lo", math.log(self.low - 0.5 if self.low > 0.5 else self.low))
@@ -390,7 +324,7 @@ class Int(Param):
     def contains(self, v: Any) -> bool:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
-        if not _is_int(v):
+        if not is_int(v):
             return False
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
@@ -441,26 +375,26 @@ class Float(Param):
     orderable = True
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
+        check_name(self.name)
         n = self.name
         for attr in ("low", "high"):
             v = getattr(self, attr)
-            if not _is_real(v) or not math.isfinite(v):
-                raise ValueError(f"parameter {n!r}: {attr} must be a finite number, got {v!r}")
+            if not is_real(v) or not math.isfinite(v):
+                raise SpaceError(f"parameter {n!r}: {attr} must be a finite number, got {v!r}")
             object.__setattr__(self, attr, float(v))
         if self.low > self.high:
-            raise ValueError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
+            raise SpaceError(f"parameter {n!r}: low={self.low} must be <= high={self.high}")
         if self.log and self.low <= 0:
-            raise ValueError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
+            raise SpaceError(f"parameter {n!r}: log=True needs low > 0, got low={self.low}")
         if self.step is not None:
-            if not _is_real(self.step) or not self.step > 0:
-                raise ValueError(f"parameter {n!r}: step must be a number > 0, got {self.step!r}")
+            if not is_real(self.step) or not self.step > 0:
+                raise SpaceError(f"parameter {n!r}: step must be a number > 0, got {self.step!r}")
             if self.log:
-                raise ValueError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
+                raise SpaceError(f"parameter {n!r}: log=True and step={self.step} cannot be combined")
             object.__setattr__(self, "step", float(self.step))
             k = (self.high - self.low) / self.step
             if abs(k - round(k)) > 1e-8 * max(1.0, k):
-                raise ValueError(
+                raise SpaceError(
                     f"parameter {n!r}: high - low = {self.high - self.low} is not a multiple of "
                     f"step={self.step}"
                 )
@@ -478,14 +412,14 @@ class Float(Param):
                 d = self._snap(d)
             object.__setattr__(self, "default", d)
         elif not self.contains(self.default):
-            raise ValueError(
+            raise SpaceError(
                 f"parameter {n!r}: default {self.default!r} is outside [{self.low}, {self.high}]"
                 + (f" with step {self.step}" if self.step else "")
             )
         else:
             object.__setattr__(self, "default", self.normalize(self.default))
         if self.meta is not None and not isinstance(self.meta, dict):
-            raise ValueError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+            raise SpaceError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
         if self.log:
             object.__setattr__(self, "_lo", math.log(self.low))
             object.__setattr__(self, "_hi", math.log(self.high))
@@ -507,7 +441,7 @@ class Float(Param):
         return self._card
 
     def contains(self, v: Any) -> bool:
-        if not _is_real(v):
+        if not is_real(v):
             return False
         v = float(v)
         if not (self.low <= v <= self.high):
@@ -558,17 +492,17 @@ class Constant(Param):
     type_name = "constant"
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
-        v = _py(self.value)
+        check_name(self.name)
+        v = py_value(self.value)
         if isinstance(v, list):
             v = tuple(v)
         try:
             hash(v)
         except TypeError:
-            raise ValueError(f"parameter {self.name!r}: constant value {v!r} is not hashable") from None
+            raise SpaceError(f"parameter {self.name!r}: constant value {v!r} is not hashable") from None
         object.__setattr__(self, "value", v)
         if self.meta is not None and not isinstance(self.meta, dict):
-            raise ValueError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
 
     @property
     def default(self) -> Any:  # type: ignore[override]
@@ -584,7 +518,7 @@ class Constant(Param):
 
     def contains(self, v: Any) -> bool:
         try:
-            return _key(_py(v)) == _key(self.value) or (
+            return choice_key(py_value(v)) == choice_key(self.value) or (
                 isinstance(v, list) and tuple(v) == self.value)
         except TypeError:
             return False
@@ -613,7 +547,7 @@ class Constant(Param):
         return hash(("constant", self.name, self.value))
 
 
-_PARAM_TYPES: dict[str, type] = {
+PARAM_TYPES: dict[str, type] = {
     "categorical": Categorical, "ordinal": Ordinal, "int": Int, "float": Float,
     "constant": Constant,
 }

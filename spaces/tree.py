@@ -25,8 +25,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from spaces.core import Categorical, Condition, In, Ordinal, SearchSpace, _py
-from spaces.errors import SpaceError
+from spaces.core import Categorical, Condition, In, Ordinal, SearchSpace
+from spaces.values import py_value
+from spaces.errors import SpaceError, SpaceKeyError
 
 
 class Choice:
@@ -36,11 +37,11 @@ class Choice:
 
     def __init__(self, values: Iterable[Any], name: str | None = None, default: Any = None,
                  ordered: bool | None = None):
-        vals = tuple(_py(v) for v in values)
+        vals = tuple(py_value(v) for v in values)
         if not vals:
-            raise ValueError(f"choice {name or ''}: values must not be empty")
+            raise SpaceError(f"choice {name or ''}: values must not be empty")
         if default is not None and default not in vals:
-            raise ValueError(f"choice {name or ''}: default {default!r} is not one of {vals!r}")
+            raise SpaceError(f"choice {name or ''}: default {default!r} is not one of {vals!r}")
         self.values = vals
         self.name = name
         self.default = default
@@ -60,16 +61,16 @@ class Repeat:
 
     def __init__(self, block: Mapping[str, Any], counts: Sequence[int], share: bool = False):
         if not isinstance(block, Mapping):
-            raise ValueError(f"repeat: block must be a dict, got {type(block).__name__}")
+            raise SpaceError(f"repeat: block must be a dict, got {type(block).__name__}")
         cs = []
         for c in counts:
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
-                raise ValueError(f"repeat: counts must be integers >= 0, got {list(counts)!r}")
+                raise SpaceError(f"repeat: counts must be integers >= 0, got {list(counts)!r}")
             cs.append(int(c))
         if not cs or max(cs) < 1:
-            raise ValueError(f"repeat: counts must contain a value >= 1, got {list(counts)!r}")
+            raise SpaceError(f"repeat: counts must contain a value >= 1, got {list(counts)!r}")
         if len(set(cs)) != len(cs):
-            raise ValueError(f"repeat: counts contain duplicates: {list(counts)!r}")
+            raise SpaceError(f"repeat: counts contain duplicates: {list(counts)!r}")
         self.block = block
         self.counts = tuple(sorted(cs))
         self.share = bool(share)
@@ -227,7 +228,7 @@ class ArchConfig:
         if self.tree is not None:
             entry = self.tree.lookup.get(full)
             if entry is None:
-                raise KeyError(self._unknown(name))
+                raise SpaceKeyError(self._unknown(name))
             kind, val = entry
             if kind == "const":
                 return val
@@ -236,7 +237,7 @@ class ArchConfig:
             if kind == "repeat":
                 return self._repeat(full, val)
             if val not in self.config:
-                raise KeyError(f"parameter {val!r} (at {full!r}) is inactive in this configuration")
+                raise SpaceKeyError(f"parameter {val!r} (at {full!r}) is inactive in this configuration")
             self._used.add(val)
             return self.config[val]
         if full in self.config:
@@ -246,11 +247,11 @@ class ArchConfig:
             return self._repeat(full, full + ".count")
         if any(k.startswith(full + ".") for k in self.config):
             return self._sub(full + ".")
-        raise KeyError(self._unknown(name))
+        raise SpaceKeyError(self._unknown(name))
 
     def _repeat(self, path: str, count_name: str) -> "ArchConfigList":
         if count_name not in self.config:
-            raise KeyError(f"repeat count {count_name!r} is inactive in this configuration")
+            raise SpaceKeyError(f"repeat count {count_name!r} is inactive in this configuration")
         self._used.add(count_name)
         n = int(self.config[count_name])
         return ArchConfigList([self._sub(f"{path}.{i}.") for i in range(n)])

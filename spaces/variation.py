@@ -1,43 +1,23 @@
 """Variation operators on a :class:`~spaces.space.SearchSpace`: ``mutate``, ``neighbours`` and
-``crossover``, plus ``repair`` (make a config consistent with the conditions) and
-``mutate_value`` (perturb one parameter value) that they build on.
+``crossover``, built on ``mutate_value`` (perturb one parameter value) and
+:meth:`~spaces.graph.SpaceGraph.repair` (make a config consistent with the conditions).
 
 Every operator returns a valid configuration; the ``SearchSpace`` methods of the same names
-delegate here. Works on a built space's precomputed plan; imports only :mod:`spaces.params` at
-run time. Pure Python + numpy.
+delegate here. Works on a :class:`~spaces.graph.SpaceGraph`. Pure Python + numpy.
 """
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from spaces.params import (
-    Categorical, Constant, Float, Int, Ordinal, Param, _ChoiceMixin, _key, _rng,
-)
+from spaces.errors import SpaceError
+from spaces.graph import SpaceGraph
+from spaces.params import Categorical, ChoiceParam, Constant, Float, Int, Ordinal, Param
+from spaces.values import as_rng, choice_key
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spaces.space import SearchSpace
-
-
-def repair(space: SearchSpace, cfg: Mapping[str, Any],
-           rng: np.random.Generator | None) -> dict:
-    """Drop inactive keys, fill newly active ones (sampled, or default when rng is None)."""
-    out: dict = {}
-    for n, draw, fn, parents, p in space._plan:
-        if fn is not None and (any(q not in out for q in parents) or not fn(out)):
-            continue
-        if n in cfg and p.contains(cfg[n]):
-            out[n] = p.normalize(cfg[n])
-        else:
-            out[n] = draw(float(rng.random())) if rng is not None else p.default
-    return out
-
-
-def is_forbidden(space: SearchSpace, cfg: Mapping) -> bool:
-    """True iff ``cfg`` matches any of the space's forbidden clauses."""
-    return any(f.is_forbidden(cfg) for f in space.forbiddens)
+__all__ = ["mutate_value", "mutate", "neighbours", "crossover"]
 
 
 def mutate_value(p: Param, v: Any, rng: np.random.Generator) -> Any:
@@ -58,34 +38,34 @@ def mutate_value(p: Param, v: Any, rng: np.random.Generator) -> Any:
         k = min(max(k, 0), card - 1)
         return p.low + k * p.step
     vals = p.values
-    i = vals.index(p.normalize(v)) if not isinstance(p, _ChoiceMixin) else p.index(v)
+    i = vals.index(p.normalize(v)) if not isinstance(p, ChoiceParam) else p.index(v)
     j = int(rng.integers(card - 1))
     return vals[j + 1 if j >= i else j]
 
 
-def mutate(space: SearchSpace, config: Mapping[str, Any], prob: float = 0.2,
+def mutate(space: SpaceGraph, config: Mapping[str, Any], prob: float = 0.2,
            rng: np.random.Generator | int | None = None) -> dict:
     """Change each active parameter with probability ``prob``; the result is valid."""
     if not 0.0 <= prob <= 1.0:
-        raise ValueError(f"prob must be in [0, 1], got {prob!r}")
-    rng = _rng(rng)
+        raise SpaceError(f"mutate: prob must be in [0, 1], got {prob!r}")
+    rng = as_rng(rng)
     base = space.canonical(config)
     for _ in range(100):
         new = dict(base)
         for n in list(base):
             if rng.random() < prob:
                 new[n] = mutate_value(space.params[n], base[n], rng)
-        new = repair(space, new, rng)
-        if not is_forbidden(space, new):
+        new = space.repair(new, rng)
+        if not space.is_forbidden(new):
             return new
-    return repair(space, base, rng)
+    return space.repair(base, rng)
 
 
-def neighbours(space: SearchSpace, config: Mapping[str, Any],
+def neighbours(space: SpaceGraph, config: Mapping[str, Any],
                rng: np.random.Generator | int | None = None) -> list[dict]:
     """Configs differing in one active parameter (adjacent values for ordered params, every
     other value for categoricals); newly active params get defaults (or samples with rng)."""
-    r = _rng(rng) if rng is not None else None
+    r = as_rng(rng) if rng is not None else None
     base = space.canonical(config)
     out: list[dict] = []
     seen = {space.config_id(base)}
@@ -93,7 +73,7 @@ def neighbours(space: SearchSpace, config: Mapping[str, Any],
         p = space.params[n]
         cands: list = []
         if isinstance(p, Categorical):
-            cands = [c for c in p.values if _key(c) != _key(v)]
+            cands = [c for c in p.values if choice_key(c) != choice_key(v)]
         elif isinstance(p, Ordinal):
             i = p.index(v)
             cands = [p.values[j] for j in (i - 1, i + 1) if 0 <= j < p.cardinality]
@@ -112,8 +92,8 @@ def neighbours(space: SearchSpace, config: Mapping[str, Any],
         for c in cands:
             new = dict(base)
             new[n] = c
-            new = repair(space, new, r)
-            if is_forbidden(space, new):
+            new = space.repair(new, r)
+            if space.is_forbidden(new):
                 continue
             cid = space.config_id(new)
             if cid not in seen:
@@ -122,22 +102,22 @@ def neighbours(space: SearchSpace, config: Mapping[str, Any],
     return out
 
 
-def crossover(space: SearchSpace, a: Mapping[str, Any], b: Mapping[str, Any],
+def crossover(space: SpaceGraph, a: Mapping[str, Any], b: Mapping[str, Any],
               rng: np.random.Generator | int | None = None) -> dict:
     """Uniform crossover: each active parameter comes from ``a`` or ``b`` (sampled if neither
     has it active); the result is valid."""
-    rng = _rng(rng)
+    rng = as_rng(rng)
     a, b = space.canonical(a), space.canonical(b)
     for _ in range(100):
         child: dict = {}
-        for n, draw, fn, parents, p in space._plan:
-            if fn is not None and (any(q not in child for q in parents) or not fn(child)):
+        for n, p, active in space.steps:
+            if active is not None and not active(child):
                 continue
             opts = [x[n] for x in (a, b) if n in x and p.contains(x[n])]
             if not opts:
-                child[n] = draw(float(rng.random()))
+                child[n] = p._draw(float(rng.random()))
             else:
                 child[n] = opts[int(rng.integers(len(opts)))]
-        if not is_forbidden(space, child):
+        if not space.is_forbidden(child):
             return child
-    return repair(space, a, rng)
+    return space.repair(a, rng)

@@ -31,10 +31,33 @@ def test_synthetic_shapes_deterministic_and_valid():
         assert boxes.shape[1] == 4 and len(boxes) == len(ta["labels"]) >= 1
         assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
         assert boxes.min() >= 0 and boxes.max() <= 64
-        assert set(ta["labels"].tolist()) <= {0, 1, 2}
+        assert set(ta["labels"].tolist()) <= {0, 1, 2, 3}
     assert not torch.equal(a[0][0], c[0][0])
     with pytest.raises(IndexError):
         a[8]
+
+
+def test_synthetic_shapes_spread_sizes_classes_and_bounded_occlusion():
+    from trainers.nas.synthetic_shapes import draw_scene, shape_mask
+
+    ds = SyntheticShapes(200, 128, seed=0)
+    sides, labels, colours = [], [], {c: [] for c in range(4)}
+    for i in range(200):
+        sc = ds.scene(i)
+        for box, label in zip(sc.boxes, sc.labels):
+            sides.append(float(np.sqrt((box[2] - box[0]) * (box[3] - box[1]))))
+            labels.append(int(label))
+            full = shape_mask(int(label), tuple(box), 128)
+            visible = full & (sc.label_map == label + 1)
+            assert visible.sum() >= 0.45 * full.sum()  # at most half hidden (+ rounding)
+            colours[int(label)].append(sc.image[:, visible].mean(1))
+    sides = np.asarray(sides)
+    assert sides.min() < 20 and sides.max() > 60  # objects span strides 8..64
+    assert set(labels) == {0, 1, 2, 3}
+    means = np.stack([np.mean(colours[c], 0) for c in range(4)])
+    assert np.ptp(means, axis=0).max() < 0.1  # colour does not tell the class
+    again = draw_scene(0, 5, 128)
+    assert np.array_equal(again.label_map, ds.scene(5).label_map)
 
 
 def test_coco_format_dataset(tmp_path):
@@ -76,7 +99,7 @@ def test_retinanet_outputs_and_metric():
     from spaces.library.nasfpn import nasfpn_space
 
     cfg = {**nasfpn_space().default(), **TINY}
-    model = build_model("nasfpn", cfg, "detection", num_classes=3)
+    model = build_model("nasfpn", cfg, "detection", num_classes=4)
     assert model.backbone.out_channels == 32
     loader = torch.utils.data.DataLoader(SyntheticShapes(4, 64, seed=1), batch_size=2,
                                          collate_fn=collate_detection)
@@ -94,10 +117,10 @@ def test_short_training_improves():
 
     torch.manual_seed(0)
     cfg = {**nasfpn_space().default(), **TINY}
-    model = build_model("nasfpn", cfg, "detection", num_classes=3)
+    model = build_model("nasfpn", cfg, "detection", num_classes=4)
     train, val, k = detection_loaders("synthetic", batch_size=8, image_size=64, num_train=40,
                                       num_val=16, seed=0)
-    assert k == 3
+    assert k == 4
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     epoch_losses = []
     for _ in range(3):

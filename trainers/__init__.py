@@ -30,6 +30,7 @@ TRAINERS.register("finetune", "trainers.finetune:train", checkpoints=True)
 TRAINERS.register("nas", "trainers.nas.train:train", checkpoints=True)
 TRAINERS.register("replay", "trainers.replay:train", checkpoints=False)
 TRAINERS.register("compose", "trainers.compose.trainer:train", checkpoints=True)
+TRAINERS.register("supernet", "trainers.oneshot.train:train_supernet", checkpoints=True)
 
 
 def register_trainer(name: str, fn: TrainerFn | None = None, *, checkpoints: bool = True,

@@ -3,8 +3,8 @@
 ``to_optuna(space)`` returns ``fn(trial) -> config``:
 
 - parameters are suggested in the space's dependency order (``space.names``), and only when
-  active (their parents are active and their conditions hold), so Optuna never sees an inactive
-  parameter;
+  active (:meth:`~spaces.graph.SpaceGraph.activity_fn`: a simple condition or an AND needs its
+  parents active, an OR needs any one disjunct), so Optuna never sees an inactive parameter;
 - ``Int``/``Float`` -> ``suggest_int``/``suggest_float`` with the same bounds (inclusive),
   ``log`` and ``step``;
 - ``Ordinal`` -> ``suggest_int(name, 0, len(sequence) - 1)``: TPE models the order of the
@@ -30,9 +30,8 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from spaces import core
-from spaces.compile import activity_fn
 
-__all__ = ["to_optuna", "OptunaDefineByRun", "optuna_choices"]
+__all__ = ["to_optuna", "OptunaDefineByRun", "optuna_choices", "decode_params"]
 
 _OPTUNA_TYPES = (type(None), bool, int, float, str)
 
@@ -61,7 +60,7 @@ class OptunaDefineByRun:
             extra: Any = None
             if isinstance(p, core.Categorical):
                 extra = optuna_choices(p.choices)
-            self._plan.append((name, p, activity_fn(space, name), extra))
+            self._plan.append((name, p, space.activity_fn(name), extra))
 
     def __call__(self, trial: Any) -> dict:
         import optuna
@@ -114,7 +113,8 @@ def decode_params(space: core.SearchSpace, params: Mapping[str, Any]) -> dict:
     for name in space.names:
         p = space.params[name]
         if isinstance(p, core.Constant):
-            if activity_fn(space, name) is None or activity_fn(space, name)(out):
+            active = space.activity_fn(name)
+            if active is None or active(out):
                 out[name] = p.value
             continue
         if name not in params:

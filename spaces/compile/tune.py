@@ -42,10 +42,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from spaces import core
-from spaces.compile import INACTIVE, activity_fn
 
-__all__ = ["to_tune", "strip_inactive", "INACTIVE", "JOINT_KEY", "sample_configs"]
+__all__ = ["to_tune", "strip_inactive", "INACTIVE", "JOINT_KEY", "sample_configs",
+           "native_domain"]
 
+#: The value a conditional parameter resolves to when it is inactive (removed by
+#: :func:`strip_inactive`).
+INACTIVE = "__archtune_inactive__"
 JOINT_KEY = "__archtune_joint__"
 MAX_CHOICE = 100_000  # largest grid given to tune.choice when tune.q* cannot express it
 
@@ -85,23 +88,25 @@ class _Draw:
 
 
 class _Conditional:
-    """Value of a conditional parameter, or INACTIVE when its conditions do not hold."""
+    """Value of a conditional parameter, or INACTIVE when its conditions do not hold.
+
+    Parents resolved to INACTIVE are left out of the values the activity test sees, so a
+    simple condition on them is false while another disjunct of an OR may still hold.
+    """
 
     def __init__(self, space: core.SearchSpace, name: str):
         self.name = name
         self.param = space.params[name]
-        conds = space.conditions_for(name)
-        self.parents = tuple(sorted(set().union(*(c.parents for c in conds))))
-        self.active = activity_fn(space, name)
+        self.parents = space.parents_of(name)
+        self.active = space.activity_fn(name)
 
     def __call__(self, spec: Any) -> Any:
         cfg = _config_of(spec)
         values = {}
         for p in self.parents:
             v = _read(cfg, p)
-            if isinstance(v, str) and v == INACTIVE:
-                return INACTIVE
-            values[p] = v
+            if not (isinstance(v, str) and v == INACTIVE):
+                values[p] = v
         if not self.active(values):
             return INACTIVE
         return self.param.sample(_rng())

@@ -34,18 +34,9 @@ from typing import Any, Mapping
 
 from spaces import core
 from spaces.errors import SpaceError
-from spaces.formats import (
-    Problems,
-    build_space,
-    dump_json,
-    dump_yaml,
-    load_json,
-    load_yaml,
-    read_text,
-    source_of,
-    to_hashable,
-    to_plain,
-    write_text,
+from spaces.formats.problems import Problems, build_space
+from spaces.formats.textio import (
+    dump_json, dump_yaml, load_json, load_yaml, read_text, source_of, to_hashable, to_plain, write_text,
 )
 from spaces.formats.native import space_conditions, sub_conditions
 

@@ -24,16 +24,9 @@ from typing import Any, Mapping
 
 from spaces import core
 from spaces.errors import SpaceError
-from spaces.formats import (
-    Problems,
-    build_space,
-    dump_yaml,
-    load_yaml,
-    read_text,
-    source_of,
-    to_hashable,
-    to_plain,
-    write_text,
+from spaces.formats.problems import Problems, build_space
+from spaces.formats.textio import (
+    dump_yaml, load_yaml, read_text, source_of, to_hashable, to_plain, write_text,
 )
 
 __all__ = ["read", "write", "from_dict", "to_dict", "loads", "dumps"]

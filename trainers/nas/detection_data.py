@@ -6,19 +6,21 @@ contiguous ``0..num_classes-1``) and ``image_id`` — the format torchvision det
 ``torchmetrics.detection.MeanAveragePrecision`` consume. Batch them with
 :func:`collate_detection` (lists, images may differ in size).
 
-:class:`SyntheticShapes` is SYNTHETIC data: procedurally drawn filled rectangles, ellipses and
-triangles (classes 0, 1, 2) on a noisy background, generated on the fly and deterministic per
-``(seed, index)``. It needs no download and exists for tests, smoke runs and proxy-task
-plumbing; its scores say nothing about real-world detection quality.
+:class:`SyntheticShapes` is SYNTHETIC data: procedurally drawn rectangles, ellipses, triangles
+and crosses (classes 0..3, told apart by shape, not colour) of spread sizes with bounded
+occlusion on a textured background (:mod:`trainers.nas.synthetic_shapes`), deterministic per
+``(seed, index)``. It needs no download and exists for tests, benchmarks and proxy tasks; its
+scores say nothing about real-world detection quality.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from trainers.nas.synthetic_shapes import SHAPE_CLASSES, Scene, draw_scene
 
 __all__ = [
     "SHAPE_CLASSES",
@@ -28,74 +30,65 @@ __all__ = [
     "detection_loaders",
 ]
 
-SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
-
-
 class SyntheticShapes(Dataset):
-    """Synthetic detection set of filled shapes (see the module docstring).
+    """Synthetic detection set of filled shapes (see :mod:`trainers.nas.synthetic_shapes`).
 
     Args:
         num_images: dataset length.
         image_size: square image side in pixels.
         max_objects: 1..max_objects shapes per image.
-        min_size / max_size: shape side range as a fraction of ``image_size``.
+        min_size / max_size: object side range (log-uniform) as a fraction of ``image_size``.
+        max_occlusion: largest hidden fraction of any labelled object.
         seed: base seed; image ``i`` is generated from ``(seed, i)`` only.
+        num_classes: 1..4 shape classes (the first of ``SHAPE_CLASSES``).
+
+    Drawn scenes are cached in memory (``num_images`` x 3 x S x S floats).
     """
 
     classes = SHAPE_CLASSES
     num_classes = len(SHAPE_CLASSES)
 
-    def __init__(self, num_images: int = 256, image_size: int = 96, max_objects: int = 3,
-                 min_size: float = 0.2, max_size: float = 0.5, seed: int = 0):
+    def __init__(self, num_images: int = 256, image_size: int = 128, max_objects: int = 4,
+                 min_size: float = 0.1, max_size: float = 0.6, seed: int = 0,
+                 max_occlusion: float = 0.5, num_classes: int = len(SHAPE_CLASSES)):
         if num_images < 1 or image_size < 16 or max_objects < 1:
             raise ValueError(f"need num_images >= 1, image_size >= 16, max_objects >= 1; got "
                              f"{num_images}, {image_size}, {max_objects}")
         if not 0 < min_size <= max_size <= 1:
             raise ValueError(f"need 0 < min_size <= max_size <= 1, got {min_size}, {max_size}")
+        if not 0 <= max_occlusion < 1:
+            raise ValueError(f"need 0 <= max_occlusion < 1, got {max_occlusion}")
+        if not 1 <= num_classes <= len(SHAPE_CLASSES):
+            raise ValueError(f"num_classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
         self.num_images = num_images
         self.image_size = image_size
         self.max_objects = max_objects
         self.min_size = min_size
         self.max_size = max_size
+        self.max_occlusion = max_occlusion
         self.seed = seed
+        self.num_classes = int(num_classes)
+        self.classes = SHAPE_CLASSES[:self.num_classes]
+        self._cache: dict[int, Scene] = {}
 
     def __len__(self) -> int:
         return self.num_images
 
-    def _draw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, index])
-        s = self.image_size
-        img = rng.uniform(0.0, 0.25, size=(3, 1, 1)) + rng.normal(0, 0.03, size=(3, s, s))
-        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
-        boxes, labels = [], []
-        for _ in range(int(rng.integers(1, self.max_objects + 1))):
-            label = int(rng.integers(0, len(SHAPE_CLASSES)))
-            w, h = rng.uniform(self.min_size, self.max_size, size=2) * s
-            x0, y0 = rng.uniform(0, s - w), rng.uniform(0, s - h)
-            x1, y1 = x0 + w, y0 + h
-            if label == 0:
-                mask = (xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)
-            elif label == 1:
-                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-                mask = ((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 <= 1.0
-            else:  # isosceles triangle: apex top-centre, base along the bottom edge
-                cx = (x0 + x1) / 2
-                frac = (yy - y0) / h  # 0 at apex, 1 at base
-                mask = (frac >= 0) & (frac <= 1) & (np.abs(xx - cx) <= frac * w / 2)
-            color = rng.uniform(0.45, 1.0, size=(3, 1, 1))
-            img = np.where(mask[None], color, img)
-            boxes.append([x0, y0, x1, y1])
-            labels.append(label)
-        return (np.clip(img, 0, 1).astype(np.float32), np.asarray(boxes, np.float32),
-                np.asarray(labels, np.int64))
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def scene(self, index: int) -> Scene:
+        """The drawn scene of image ``index`` (image, boxes, labels and label map)."""
         if not 0 <= index < self.num_images:
             raise IndexError(index)
-        img, boxes, labels = self._draw(index)
-        return torch.from_numpy(img), {"boxes": torch.from_numpy(boxes),
-                                       "labels": torch.from_numpy(labels),
-                                       "image_id": torch.tensor(index)}
+        if index not in self._cache:
+            self._cache[index] = draw_scene(self.seed, index, self.image_size, self.max_objects,
+                                            self.min_size, self.max_size, self.max_occlusion,
+                                            self.num_classes)
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        sc = self.scene(index)
+        return torch.from_numpy(sc.image.copy()), {"boxes": torch.from_numpy(sc.boxes.copy()),
+                                                   "labels": torch.from_numpy(sc.labels.copy()),
+                                                   "image_id": torch.tensor(index)}
 
 
 class CocoFormatDetection(Dataset):

@@ -71,7 +71,7 @@ class SubnetEvaluator:
         supernet: the trained supernet (moved to ``device``).
         train_loader: source of the ``recalib_batches`` BatchNorm-recalibration batches
             (taken once, in its order).
-        val_loader: the validation data (cached on ``device``).
+        val_loader: the validation data (cached on ``device`` as one batch).
         recalib_batches: batches used to recalibrate BatchNorm (0: keep the supernet's
             statistics).
     """
@@ -83,8 +83,10 @@ class SubnetEvaluator:
         self.mutator = Mutator(supernet)
         self.recalib = [x.to(self.device) for x, _ in
                         itertools.islice(iter(train_loader), int(recalib_batches))]
-        self.val = [(x.to(self.device), torch.as_tensor(y).to(self.device))
-                    for x, y in val_loader]
+        pairs = [(x, torch.as_tensor(y)) for x, y in val_loader]
+        # one forward over the whole validation set: many small subnets are overhead-bound
+        self.val = [(torch.cat([x for x, _ in pairs]).to(self.device),
+                     torch.cat([y for _, y in pairs]).to(self.device))] if pairs else []
 
     def __call__(self, config: Mapping[str, Any]) -> dict[str, float]:
         """``{"val_acc", "val_loss"}`` of ``config`` (strict) with inherited weights."""

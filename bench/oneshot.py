@@ -1,0 +1,171 @@
+"""One-shot NAS on digits (16 px, CPU, one thread): ranking fidelity, ranking cost, outcome.
+
+    python bench/oneshot.py [--out bench/oneshot_results.json] [--quick]
+
+1. Train the MnasNet-style supernet (``supernet`` trainer, single-path one-shot).
+2. Ranking fidelity: ``--subnets`` random architectures scored with inherited weights
+   (BatchNorm recalibrated) and trained stand-alone from scratch (``subnet`` trainer,
+   ``--standalone-epochs``); Kendall tau between the two (scipy).
+3. Ranking cost: seconds to score 1000 random subnets with inherited weights vs three times
+   the mean stand-alone training time.
+4. Outcome: multi-trial search = the stand-alone trainings of step 2 (random search, best
+   accuracy, total training seconds) vs the one-shot pipeline's steps (supernet + evolution
+   over inherited weights + final training of the top 2, fine-tuned from inherited weights
+   and, separately, trained from scratch), its compute counted in seconds.
+
+Everything runs in this process, sequentially, with ``torch.set_num_threads(1)``: the same
+code the Ray pipeline stages run, without Ray's scheduling.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _ctx(root: Path, name: str, epochs: int, seed: int = 0):
+    from trainers.api import LocalContext
+
+    return LocalContext(root / name, seed=seed, max_epochs=epochs, num_cpus=1, echo=False,
+                        tensorboard=False)
+
+
+def _train(fn, config: dict, root: Path, name: str, epochs: int, seed: int = 0):
+    ctx = _ctx(root, name, epochs, seed)
+    t0 = time.perf_counter()
+    fn(config, ctx)
+    return ctx, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/oneshot_results.json")
+    ap.add_argument("--supernet-epochs", type=int, default=30)
+    ap.add_argument("--standalone-epochs", type=int, default=30)
+    ap.add_argument("--finetune-epochs", type=int, default=10)
+    ap.add_argument("--subnets", type=int, default=20)
+    ap.add_argument("--rank", type=int, default=1000)
+    ap.add_argument("--search-evals", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
+    a = ap.parse_args()
+    if a.quick:
+        a.supernet_epochs, a.standalone_epochs, a.finetune_epochs = 2, 2, 1
+        a.subnets, a.rank, a.search_evals = 4, 20, 20
+    import numpy as np
+    import torch
+    from scipy.stats import kendalltau
+
+    from orchestrator.oneshot import search_subnets
+    from trainers.oneshot import RandomMutator, search_space
+    from trainers.oneshot.evaluate import SubnetEvaluator, subnet_cost
+    from trainers.oneshot.settings import OneShotConfig
+    from trainers.oneshot.train import data_loaders, load_supernet, train_subnet, train_supernet
+
+    torch.set_num_threads(1)
+    settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
+                "bn_recalib_batches": 2}
+    root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
+    out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
+
+    def save() -> None:
+        Path(a.out).write_text(json.dumps(out, indent=2, default=str))
+
+    sctx, t_super = _train(train_supernet, {**settings, "eval_subnets": 1}, root, "supernet",
+                           a.supernet_epochs)
+    ckpt = sctx.last_checkpoint
+    out["supernet"] = {"seconds": t_super, "val_acc_last": sctx.results[-1]["val_acc"]}
+    print(f"supernet: {t_super:.1f}s, probe val_acc {sctx.results[-1]['val_acc']:.3f}", flush=True)
+    save()
+
+    net = load_supernet(ckpt)
+    space = search_space(net)
+    cfg = OneShotConfig.from_dict(settings)
+    tl, vl = data_loaders(cfg, 0)
+    ev = SubnetEvaluator(net, tl, vl, cfg.bn_recalib_batches, "cpu")
+    mut = RandomMutator(net, seed=1)
+    archs, seen = [], set()
+    while len(archs) < a.subnets:
+        c = mut.sample()
+        if space.config_id(c) not in seen:
+            seen.add(space.config_id(c))
+            archs.append(c)
+    inherited = [ev(c)["val_acc"] for c in archs]
+    alone, alone_s = [], []
+    for i, c in enumerate(archs):
+        ctx, t = _train(train_subnet, {**settings, **c}, root, f"alone_{i}", a.standalone_epochs)
+        alone.append(ctx.results[-1]["val_acc"])
+        alone_s.append(t)
+        print(f"stand-alone {i}: {alone[-1]:.4f} in {t:.1f}s (inherited {inherited[i]:.4f})",
+              flush=True)
+    tau, p = kendalltau(inherited, alone)
+    out["fidelity"] = {"n": len(archs), "kendall_tau": float(tau), "p_value": float(p),
+                       "inherited": inherited, "standalone": alone,
+                       "standalone_seconds": alone_s, "archs": archs}
+    print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
+    save()
+
+    rank_cfgs = [mut.sample() for _ in range(a.rank)]
+    t0 = time.perf_counter()
+    scores = [ev(c)["val_acc"] for c in rank_cfgs]
+    t_rank = time.perf_counter() - t0
+    out["cost"] = {"rank_n": a.rank, "rank_seconds": t_rank,
+                   "standalone_mean_seconds": float(np.mean(alone_s)),
+                   "three_standalone_seconds": 3 * float(np.mean(alone_s)),
+                   "rank_best_val_acc": max(scores)}
+    print(f"ranking {a.rank} subnets: {t_rank:.1f}s vs 3 stand-alone "
+          f"{3 * np.mean(alone_s):.1f}s", flush=True)
+    save()
+
+    def evaluate(configs):
+        rows = []
+        for c in configs:
+            r = dict(ev(c))
+            r.update(subnet_cost(net, c, 16))
+            rows.append(r)
+        return rows
+
+    t0 = time.perf_counter()
+    rows = search_subnets(space, evaluate, evaluations=a.search_evals, population_size=20,
+                          sample_size=5, mutation_prob=0.3, batch_size=10, seed=0)
+    t_search = time.perf_counter() - t0
+    rows.sort(key=lambda r: -r["val_acc"])
+    top, ids = [], set()
+    for r in rows:
+        if space.config_id(r["config"]) not in ids:
+            ids.add(space.config_id(r["config"]))
+            top.append(r["config"])
+        if len(top) == 2:
+            break
+    finals = {}
+    for init, epochs in (("inherit", a.finetune_epochs), ("scratch", a.standalone_epochs)):
+        accs, secs = [], []
+        for i, c in enumerate(top):
+            extra = {"init": "inherit", "supernet_checkpoint": str(ckpt)} if init == "inherit" else {}
+            ctx, t = _train(train_subnet, {**settings, **c, **extra}, root, f"final_{init}_{i}",
+                            epochs)
+            accs.append(ctx.results[-1]["val_acc"])
+            secs.append(t)
+        total = t_super + t_search + sum(secs)
+        finals[init] = {"epochs": epochs, "val_acc": accs, "best": max(accs),
+                        "final_seconds": secs, "pipeline_seconds": total}
+        print(f"one-shot final ({init}, {epochs} ep): best {max(accs):.4f}, pipeline "
+              f"{total:.1f}s", flush=True)
+    multi_best, multi_s = max(alone), sum(alone_s)
+    out["outcome"] = {"search_seconds": t_search, "search_evals": a.search_evals,
+                      "top2": top, "final": finals,
+                      "multi_trial": {"trials": len(alone), "best": multi_best,
+                                      "seconds": multi_s}}
+    print(f"multi-trial random search: best {multi_best:.4f} in {multi_s:.1f}s "
+          f"(1/5 = {multi_s / 5:.1f}s)", flush=True)
+    save()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
