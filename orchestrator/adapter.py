@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-
 from ray import tune
 
-# keys the searchers add to a Tune config; never reach the trainer
-DUPLICATE_KEY = "_archtune_duplicate_of"
-REUSE_KEY = "_archtune_reuse"
-MARKER_KEYS = (DUPLICATE_KEY, REUSE_KEY)
+from orchestrator.trials import DUPLICATE_KEY, MARKER_KEYS, REUSE_KEY, trial_dirname_for
+from spaces.compile.tune import strip_inactive
+from trainers.api import TrialContext
 
-try:  # the real base class when the trainers stream has landed
-    from trainers.api import TrialContext as _Base
-except Exception:  # noqa: BLE001 - contract is structural; keep working without it
-    _Base = object
+__all__ = ["DUPLICATE_KEY", "MARKER_KEYS", "REUSE_KEY", "RayTrialContext", "make_trainable",
+           "snap_to_space"]
 
 
-class RayTrialContext(_Base):
+class RayTrialContext(TrialContext):
     """TrialContext for a trial running inside Ray Tune.
 
     ``report`` wraps ``ray.tune.report`` (with ``Checkpoint.from_directory`` when the trainer
@@ -41,8 +37,6 @@ class RayTrialContext(_Base):
         if exp_dir and "://" not in exp_dir:
             # the trial's own folder in the experiment storage (stable across retries,
             # resumes and actor reuse; Ray's get_trial_dir() is a per-actor scratch dir)
-            from .runner import trial_dirname_for
-
             self._trial_dir = Path(exp_dir) / trial_dirname_for(self.trial_id)
         else:
             self._trial_dir = Path(ctx.get_trial_dir() or tempfile.mkdtemp(prefix="archtune_"))
@@ -82,9 +76,6 @@ class RayTrialContext(_Base):
         else:
             tune.report(clean)
 
-    def should_stop(self) -> bool:
-        return False
-
 
 def _trial_cpus(ctx: Any, default: float) -> float:
     """CPUs Ray reserved for this trial (fractional reservations round down, min 1)."""
@@ -96,13 +87,8 @@ def _trial_cpus(ctx: Any, default: float) -> float:
 
 def _clean_value(v: Any) -> Any:
     """Tune and TensorBoard want finite plain numbers; inf/nan become 1e9 / stay nan."""
-    try:
-        import numpy as np
-
-        if isinstance(v, np.generic):
-            v = v.item()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, float) and math.isinf(v):
         return 1e9 if v > 0 else -1e9
     return v
@@ -128,7 +114,7 @@ def make_trainable(*, trainer: Callable, space: Any, data: Mapping[str, Any],
             out["duplicate_of"] = str(dup_of)
             tune.report({k: _clean_value(v) for k, v in out.items()})
             return
-        cfg = _strip_inactive(cfg)
+        cfg = strip_inactive(cfg)
         if snap:
             cfg = snap_to_space(space, cfg)
         cfg.update(fixed)
@@ -144,15 +130,6 @@ def make_trainable(*, trainer: Callable, space: Any, data: Mapping[str, Any],
         trainer(trial_cfg, ctx)
 
     return archtune_trial
-
-
-def _strip_inactive(cfg: dict) -> dict:
-    try:
-        from spaces.compile.tune import strip_inactive
-
-        return strip_inactive(cfg)
-    except ImportError:
-        return {k: v for k, v in cfg.items() if v is not None}
 
 
 def snap_to_space(space: Any, cfg: dict) -> dict:

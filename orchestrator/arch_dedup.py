@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from orchestrator.search import _RAY_KEYS, _atomic_pickle
+from orchestrator.trials import DUPLICATE_KEY, RAY_RESULT_KEYS, REUSE_KEY, atomic_pickle
 
 __all__ = ["ArchDedup"]
 
@@ -58,8 +58,6 @@ class ArchDedup(Searcher):
         return None
 
     def suggest(self, trial_id: str):
-        from orchestrator.adapter import DUPLICATE_KEY, REUSE_KEY
-
         cfg = self.searcher.suggest(trial_id)
         if not isinstance(cfg, dict) or DUPLICATE_KEY in cfg or not self.trained:
             return cfg
@@ -83,7 +81,7 @@ class ArchDedup(Searcher):
         if reached is None or reached < self.max_t:
             return
         used = tuple(sorted(n for n in str(result["arch_params"]).split(",") if n))
-        kept = {k: v for k, v in result.items() if k not in _RAY_KEYS and "/" not in k
+        kept = {k: v for k, v in result.items() if k not in RAY_RESULT_KEYS and "/" not in k
                 and isinstance(v, (int, float, str, bool))}
         self.trained.setdefault(used, {}).setdefault(str(result["arch_id"]), (trial_id, kept))
 
@@ -103,7 +101,7 @@ class ArchDedup(Searcher):
         with open(inner, "rb") as f:
             blob = f.read()
         os.remove(inner)
-        _atomic_pickle({"inner": blob, "trained": self.trained,
+        atomic_pickle({"inner": blob, "trained": self.trained,
                         "n_arch_duplicates": self.n_arch_duplicates}, checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:

@@ -28,40 +28,16 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 from typing import Any, Sequence
 
 import numpy as np
 
+from orchestrator.constraints import parse_constraint, violation
 from orchestrator.errors import SpecError
 from orchestrator.search import _seed, _StatefulSearcher
 
 __all__ = ["EvolutionSearcher", "LocalSearcher", "crowding", "make_evolution", "make_local",
            "nondominated_ranks", "parse_constraint"]
-
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w./-]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-
-
-def parse_constraint(text: str) -> tuple[str, str, float]:
-    """``"params <= 2e5"`` -> ``("params", "<=", 200000.0)``; SpecError if malformed."""
-    m = _CONSTRAINT.match(str(text))
-    if not m:
-        raise SpecError(f"constraint {text!r} must look like 'metric <= number' (or >=, <, >)")
-    return m.group(1), m.group(2), float(m.group(3))
-
-
-def _violation(result: dict, constraints: Sequence[tuple[str, str, float]]) -> float:
-    total = 0.0
-    for name, op, bound in constraints:
-        v = result.get(name)
-        if v is None or not isinstance(v, (int, float)) or math.isnan(v):
-            total += math.inf
-            continue
-        gap = (v - bound) if op in ("<=", "<") else (bound - v)
-        if gap > 0 or (op in ("<", ">") and gap == 0):
-            total += max(gap, 1e-12)
-    return total
-
 
 def nondominated_ranks(points: np.ndarray) -> np.ndarray:
     """Pareto rank (0 = non-dominated) of each row, every column to be maximised."""
@@ -257,7 +233,7 @@ class EvolutionSearcher(_VariationSearcher):
             return
         self._age += 1
         member = _Member(config=cfg, scores=scores, age=self._age,
-                         violation=_violation(result, self.constraints), trial_id=trial_id)
+                         violation=violation(result, self.constraints), trial_id=trial_id)
         self.population.append(member)
         self.history.append(member)
         while len(self.population) > self.population_size:

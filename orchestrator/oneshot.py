@@ -114,9 +114,9 @@ def search_subnets(space: Any, evaluate: Callable[[list[dict]], list[dict]], *,
 
 
 def _feasible(row: Mapping[str, Any], constraints: Sequence[str]) -> bool:
-    from .evolution import _violation, parse_constraint
+    from .constraints import parse_constraint, violation
 
-    return _violation(dict(row), [parse_constraint(c) for c in constraints]) == 0
+    return violation(dict(row), [parse_constraint(c) for c in constraints]) == 0
 
 
 def _top(rows: list[dict], k: int, constraints: Sequence[str], space: Any) -> list[dict]:

@@ -104,7 +104,7 @@ def validate_oneshot(pipe: Any, where: str) -> None:
 
 
 def _validate_search(q: SubnetSearchStage, where: str) -> None:
-    from .evolution import parse_constraint
+    from .constraints import parse_constraint
 
     if q.method not in ("evolution", "random"):
         raise key_error(where, "subnet_search.method", f"must be 'evolution' or 'random', got "

@@ -19,27 +19,19 @@ import pickle
 from typing import Any
 
 import numpy as np
-
-from orchestrator.errors import SpecError
-
-TIME_ATTR = "training_iteration"
-# result keys Ray fills in itself; never part of a reused (duplicate) result
-_RAY_KEYS = {
-    "done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s",
-    "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
-    "iterations_since_restore", "checkpoint_dir_name", "should_checkpoint", "experiment_tag",
-    "duplicate", "duplicate_of",
-}
-
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from orchestrator.errors import SpecError
+from orchestrator.mutations import pbt_mutations
+from orchestrator.trials import DUPLICATE_KEY, RAY_RESULT_KEYS, REUSE_KEY, atomic_pickle
 
-def _atomic_pickle(obj: Any, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f)
-    os.replace(tmp, path)
+__all__ = ["GridSearcher", "PruningOptunaSearch", "SpaceSearcher", "TIME_ATTR", "make_asha",
+           "make_fifo", "make_grid", "make_hyperband", "make_median", "make_pb2", "make_pbt",
+           "make_random", "make_scheduler", "make_searcher", "make_tpe", "pbt_mutations",
+           "perturbation_interval"]
+
+TIME_ATTR = "training_iteration"
 
 
 class _StatefulSearcher(Searcher):
@@ -54,7 +46,7 @@ class _StatefulSearcher(Searcher):
         return True
 
     def save(self, checkpoint_path: str) -> None:
-        _atomic_pickle(self.get_state(), checkpoint_path)
+        atomic_pickle(self.get_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
@@ -105,8 +97,6 @@ class SpaceSearcher(_StatefulSearcher):
         self.n_suggested += 1
         self.n_duplicates += 1
         self._trial_cfg[trial_id] = cid
-        from orchestrator.adapter import DUPLICATE_KEY, REUSE_KEY
-
         return {**cfg, DUPLICATE_KEY: first, REUSE_KEY: dict(self._results[cid])}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -118,7 +108,7 @@ class SpaceSearcher(_StatefulSearcher):
             self._failed.add(cid)
             return
         self._results[cid] = {k: v for k, v in result.items()
-                              if k not in _RAY_KEYS and "/" not in k
+                              if k not in RAY_RESULT_KEYS and "/" not in k
                               and isinstance(v, (int, float, str, bool))}
 
     # -- state ---------------------------------------------------------------------------
@@ -289,48 +279,6 @@ def make_tpe(exp: Any, space: Any) -> PruningOptunaSearch:
                                study_name=s.study_name or exp.name, max_t=exp.max_epochs)
 
 
-def pbt_mutations(space: Any, *, pb2: bool = False) -> dict[str, Any]:
-    """Parameters PBT may perturb: those marked ``meta.mutable`` if any are, otherwise every
-    unconditional, non-architecture, non-constant parameter. PBT gets value lists (discrete)
-    or tune domains (Float); PB2 gets numeric ``[low, high]`` bounds: Float and Int ranges, and
-    ``[min, max]`` of a choice whose values are all numbers (PB2's proposals are snapped back
-    to the nearest allowed value, :func:`orchestrator.adapter.snap_to_space`). PB2 leaves
-    non-numeric choices (and booleans) alone: a trial keeps, or copies from the trial it
-    exploits, their values."""
-    from ray import tune
-
-    params = space.params
-    # conditional parameters are left alone: perturbing an inactive one means nothing
-    marked = [n for n, p in params.items()
-              if (p.meta or {}).get("mutable") and not space.conditions_for(n)]
-    names = marked or [
-        n for n, p in params.items()
-        if not (p.meta or {}).get("arch") and type(p).__name__ != "Constant"
-        and not space.conditions_for(n)
-    ]
-    out: dict[str, Any] = {}
-    for n in names:
-        p = params[n]
-        if type(p).__name__ == "Constant":
-            continue
-        if p.is_discrete:
-            vals = list(space.discrete_values(n))
-            if len(vals) < 2:
-                continue
-            if pb2:
-                nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
-                if len(nums) == len(vals):
-                    out[n] = [min(nums), max(nums)]
-            else:
-                out[n] = vals
-        elif hasattr(p, "low"):
-            if pb2:
-                out[n] = [p.low, p.high]
-            else:
-                out[n] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
-    return out
-
-
 def make_scheduler(exp: Any, space: Any):
     """The Tune trial scheduler for ``exp`` (``None`` = FIFO)."""
     from orchestrator.registries import SCHEDULERS
@@ -383,7 +331,7 @@ def make_pbt(exp: Any, space: Any):
         kw["perturbation_factors"] = tuple(o["perturbation_factors"])
     return PopulationBasedTraining(
         time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
-        hyperparam_mutations=pbt_mutations(space), **kw)
+        hyperparam_mutations=pbt_mutations(space, seed=_seed(exp)), **kw)
 
 
 def make_pb2(exp: Any, space: Any):
