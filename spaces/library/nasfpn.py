@@ -99,10 +99,8 @@ def decode(config: Mapping[str, Any] | Any, num_intermediate: int = NUM_INTERMED
 
 
 def _register() -> None:
-    try:
-        from spaces.library.registry import register_space
-    except ImportError:
-        return
+    from spaces.library.registry import register_space
+
     register_space("nasfpn")(lambda **kw: nasfpn_space(**kw))
 
 

@@ -345,10 +345,8 @@ def scaling_space() -> SearchSpace:
 
 
 def _register() -> None:
-    try:
-        from spaces.library.registry import register_space
-    except ImportError:  # registry not available (yet): the functions stay usable directly
-        return
+    from spaces.library.registry import register_space
+
     for fam_name in FAMILIES:
         register_space(fam_name)(functools.partial(spinenet_space, fam_name))
     register_space("spinenet_scaling")(scaling_space)

@@ -53,10 +53,8 @@ def is_description(data: Any) -> bool:
 
 def read_yaml_file(path: str | Path) -> Any:
     """A YAML file read by archtune's safe loader (``!!python/tuple`` becomes a tuple)."""
-    try:
-        from spaces.formats.textio import load_yaml
-    except ImportError:  # the single-module layout of spaces.formats
-        from spaces.formats import load_yaml  # type: ignore[attr-defined, no-redef]
+    from spaces.formats.textio import load_yaml
+
     return load_yaml(Path(path).read_text(), str(path))
 
 
