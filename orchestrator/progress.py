@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+__all__ = ["ProgressCallback", "classify"]
+
 
 class ProgressCallback(Callback):
     def __init__(self, name: str, metric: str, mode: str, max_epochs: int,

@@ -26,6 +26,8 @@ from typing import Any, Iterable
 
 from ray.tune import Callback
 
+__all__ = ["DEFAULT_METRICS", "TensorBoardCallback"]
+
 # Ray bookkeeping keys that are numeric but not metrics
 _SKIP = {"done", "training_iteration", "timestamp", "pid", "time_this_iter_s",
          "iterations_since_restore", "time_since_restore", "should_checkpoint"}
