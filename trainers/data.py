@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from trainers.errors import TrainerError
+from trainers.knobs import DATA_KNOBS
 
 __all__ = [
     "DataConfig",
@@ -57,7 +58,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _EMBEDDED = ("digits", "digits-source", "digits-target")
-_SPLITS = (None, "test", "holdout")
 
 # torchvision name -> (class name, how to ask for the train split, how to ask for the eval split).
 # A split spec is a dict of constructor kwargs.
@@ -145,28 +145,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", _canonical_name(self.dataset))
-        problems = []
-        if not _is_number(self.data_fraction) or not 0.0 < float(self.data_fraction) <= 1.0:
-            problems.append(f"data_fraction must be in (0, 1], got {self.data_fraction!r}")
-        if not _is_number(self.val_fraction) or not 0.0 < float(self.val_fraction) < 1.0:
-            problems.append(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        for name, low in (("image_size", 1), ("batch_size", 1), ("num_workers", 0)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                problems.append(f"{name} must be an integer >= {low}, got {value!r}")
-        ebs = self.eval_batch_size
-        if ebs is not None and (not _is_int(ebs) or ebs < 1):
-            problems.append(f"eval_batch_size must be None or an integer >= 1, got {ebs!r}")
-        if not _is_int(self.seed):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        if self.split not in _SPLITS:
-            problems.append(f"split must be one of None, 'test', 'holdout', got {self.split!r}")
-        if not isinstance(self.download, bool):
-            problems.append(f"download must be true or false, got {self.download!r}")
+        DATA_KNOBS.validate_object(self)
         if self.dataset == "imagefolder" and not self.data_dir:
-            problems.append("data_dir is required for dataset 'imagefolder'")
-        if problems:
-            raise TrainerError("invalid data settings: " + "; ".join(problems))
+            raise TrainerError("invalid data settings: data_dir is required for dataset "
+                               "'imagefolder'")
 
     @property
     def resolved_eval_batch_size(self) -> int:
@@ -174,14 +156,6 @@ class DataConfig:
         if self.eval_batch_size is not None:
             return self.eval_batch_size
         return max(self.batch_size, 128)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 # ----------------------------------------------------------------------------------------------

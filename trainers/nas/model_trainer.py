@@ -49,10 +49,7 @@ def split_source_config(source: Any, config: Mapping[str, Any], settings: set[st
                            f"architecture parameters {sorted(space.params)}")
     run = {k: v for k, v in config.items() if k in run_fields}
     run["arch"] = str(getattr(source, "name", "model"))
-    try:
-        cfg = NasTrainConfig(**run)
-    except TypeError as exc:
-        raise TrainerError(f"invalid run settings: {exc}") from None
+    cfg = NasTrainConfig.from_dict(run)
     arch = {**space.default(), **{k: v for k, v in config.items() if k in space.params}}
     arch = space.canonical(arch)
     problems = space.violations(arch)
