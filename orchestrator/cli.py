@@ -24,6 +24,8 @@ from pathlib import Path
 
 from spaces.errors import ArchtuneError
 
+__all__ = ["build_parser", "main"]
+
 _JOBS_ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"
 
 
@@ -278,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("space")
     r.set_defaults(fn=cmd_space_show)
 
-    r = sub.add_parser("train", help="train one configuration locally (no Ray)")
+    from trainers.knobs import help_text
+
+    r = sub.add_parser("train", help="train one configuration locally (no Ray)",
+                       epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--config", required=True, help="YAML with the trial config")
     r.add_argument("--epochs", type=int, default=1)
     r.add_argument("--out", default=None)
@@ -307,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except ArchtuneError as e:
+        if getattr(e, "exit_code", None):  # ExperimentInterrupted: 130 (SIGINT) / 143 (SIGTERM)
+            print(f"archtune: {e}", file=sys.stderr)
+            return int(e.exit_code)
         print(f"archtune: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ValueError) else 1
     except KeyboardInterrupt:

@@ -116,7 +116,7 @@ class _Runner:
 
     def execute(self, exp: Experiment):
         """Run an experiment, or load it if it finished, or resume it if it was interrupted."""
-        from .runner import Results, resume, run
+        from .runner import Results, is_complete, resume, run
 
         d = Path(exp.experiment_dir())
         saved = d / "experiment.yaml"
@@ -126,7 +126,7 @@ class _Runner:
                 raise SpecError(f"{self.pipe.source or 'pipeline'}: {d} holds a different "
                                 f"experiment than this pipeline now asks for (was a setting "
                                 f"changed?); delete that folder or use another name/storage")
-        if (d / "results.csv").is_file():
+        if is_complete(d):  # an interrupted experiment has results.csv but no completion mark
             log.info("pipeline: %s already finished, loading it", exp.name)
             return Results.load(d)
         if (d / "tuner.pkl").exists():

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,13 @@ import pandas as pd  # noqa: E402
 from spaces.errors import ArchtuneError  # noqa: E402
 from orchestrator.errors import SpecError  # noqa: E402
 
+from . import storage  # noqa: E402
 from .progress import classify  # noqa: E402
+from .selection import select_best  # noqa: E402
 from .spec import Experiment, load_experiment  # noqa: E402
+from .trials import trial_dirname_for  # noqa: E402
 
-__all__ = ["run", "resume", "Results", "build_tuner"]
+__all__ = ["run", "resume", "Results", "build_tuner", "ExperimentInterrupted", "is_complete"]
 
 log = logging.getLogger("archtune")
 SPEC_FILE = "experiment.yaml"
@@ -63,26 +68,98 @@ class Results:
                 f"best_config={self.best_config})")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Results":
-        """Read ``results.csv`` and ``best.json`` written by :func:`run`."""
-        p = Path(path)
+    def load(cls, path: "str | Path | storage.Location", filesystem: Any = None) -> "Results":
+        """Read ``results.csv`` and ``best.json`` written by :func:`run` from a local folder or
+        a URI (``s3://...``). An interrupted experiment has a table but no ``best.json``."""
+        p = storage.resolve(path, filesystem)
         if not (p / "results.csv").is_file():
             raise ArchtuneError(f"{p}: no results.csv (is this an archtune experiment folder "
                                 f"whose run finished or was resumed?)")
-        df = pd.read_csv(p / "results.csv")
-        best = json.loads((p / "best.json").read_text()) if (p / "best.json").is_file() else {}
+        import io
+
+        df = pd.read_csv(io.BytesIO((p / "results.csv").read_bytes()))
+        best = json.loads((p / BEST_FILE).read_text()) if (p / BEST_FILE).is_file() else {}
         return cls(best_config=best.get("best_config", {}), best_metric=best.get("best_metric"),
                    dataframe=df, path=str(p), metric=best.get("metric", "val_acc"),
                    mode=best.get("mode", "max"), best_trial=best.get("best_trial"))
 
-    def save(self) -> None:
-        p = Path(self.path)
-        p.mkdir(parents=True, exist_ok=True)
-        self.dataframe.to_csv(p / "results.csv", index=False)
-        (p / "best.json").write_text(json.dumps({
-            "metric": self.metric, "mode": self.mode, "best_metric": self.best_metric,
-            "best_trial": self.best_trial, "best_config": self.best_config,
-        }, indent=2, default=str))
+    def save(self, *, complete: bool = True, filesystem: Any = None) -> None:
+        """Write ``results.csv``, and ``best.json`` only when the experiment is ``complete``
+        (its presence marks a finished experiment, see :func:`is_complete`)."""
+        p = storage.resolve(self.path, filesystem)
+        (p / "results.csv").write_text(self.dataframe.to_csv(index=False))
+        if complete:
+            (p / BEST_FILE).write_text(json.dumps({
+                "metric": self.metric, "mode": self.mode, "best_metric": self.best_metric,
+                "best_trial": self.best_trial, "best_config": self.best_config,
+            }, indent=2, default=str))
+
+
+BEST_FILE = "best.json"
+
+
+def is_complete(path: "str | Path | storage.Location", filesystem: Any = None) -> bool:
+    """True when the experiment at ``path`` ran to its end (``best.json`` is written then and
+    only then; an interrupted experiment has at most a ``results.csv``)."""
+    return (storage.resolve(path, filesystem) / BEST_FILE).is_file()
+
+
+class ExperimentInterrupted(ArchtuneError):
+    """SIGINT or SIGTERM stopped the experiment; Ray saved its state for ``archtune resume``.
+
+    Attributes: ``results`` (the table so far, unfinished trials ``interrupted``), ``signum``,
+    ``exit_code`` (128 + signal number: 130 for SIGINT, 143 for SIGTERM), ``path``.
+    """
+
+    def __init__(self, results: "Results", signum: int, finished: int) -> None:
+        self.results, self.signum, self.path = results, int(signum), results.path
+        self.exit_code = 128 + self.signum
+        total = len(results.dataframe)
+        super().__init__(f"interrupted: {finished} of {total} trials finished; continue "
+                         f"with: archtune resume {results.path}")
+
+
+class _StopSignals:
+    """While the Tuner runs, SIGINT and SIGTERM stop it gracefully: they call Tune's own stop
+    handler (registered for SIGUSR1; Tune then saves its state and returns from ``fit``). A
+    second signal raises KeyboardInterrupt at once. Only in the main thread (where Python
+    delivers signals); elsewhere it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        self._env: str | None = None
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        # Tune would otherwise replace the SIGINT handler with one that archtune cannot see
+        self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.getsignal(s)
+            signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if not callable(tune_stop):  # Tune is not running yet
+            raise KeyboardInterrupt
+        print(f"\n{signal.Signals(signum).name}: stopping after Ray saves the experiment "
+              f"state (send it again to stop at once)", file=sys.stderr, flush=True)
+        tune_stop(signal.SIGUSR1, frame)
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        if self._old:
+            if self._env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env
 
 
 # ---------------------------------------------------------------------------------- Ray
@@ -141,10 +218,6 @@ def _callbacks(exp: Experiment, space: Any, exp_dir: str, verbose: bool, total: 
     return cbs
 
 
-def trial_dirname_for(trial_id: str) -> str:
-    return f"trial_{trial_id}"
-
-
 def trial_dirname(trial) -> str:
     """Short, stable trial folder names (Ray's default embeds the whole config)."""
     return trial_dirname_for(trial.trial_id)
@@ -170,7 +243,7 @@ def _quiet_ray_logs(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def build_tuner(exp: Experiment, *, verbose: bool = False):
+def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: Any = None):
     """The configured ``ray.tune.Tuner`` (Ray must be initialised). Returns (tuner, space)."""
     from ray import tune
 
@@ -197,7 +270,9 @@ def build_tuner(exp: Experiment, *, verbose: bool = False):
     exp_dir = exp.experiment_dir()
     run_config = tune.RunConfig(
         name=exp.name,
-        storage_path=exp.storage_root(),
+        storage_path=(exp.storage_root() if storage_filesystem is None
+                      else storage.resolve(exp.storage_root(), storage_filesystem).path),
+        storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=exp.max_failures),
         checkpoint_config=checkpoint_config,
         callbacks=_callbacks(exp, space, exp_dir, verbose, num_samples),
@@ -222,25 +297,26 @@ def build_tuner(exp: Experiment, *, verbose: bool = False):
 
 
 def run(exp: "Experiment | str | Path | dict", address: str | None = None, *,
-        verbose: bool = False) -> Results:
+        verbose: bool = False, storage_filesystem: Any = None) -> Results:
     """Validate ``exp`` (before Ray starts), run it on a local Ray (or the cluster at
-    ``address``) and return :class:`Results` (also written to ``results.csv``/``best.json``)."""
+    ``address``) and return :class:`Results` (also written to ``results.csv``/``best.json``).
+
+    ``storage_filesystem`` (a ``pyarrow.fs.FileSystem``, e.g. S3 with an ``endpoint_override``
+    for MinIO) holds the experiment when ``exp.storage`` is a bucket path on it. Raises
+    :class:`ExperimentInterrupted` after SIGINT/SIGTERM (the state is saved for resume)."""
     exp = load_experiment(exp)
     exp.validate()
-    exp_dir = Path(exp.experiment_dir()) if "://" not in exp.storage else None
-    if exp_dir is not None:
-        if (exp_dir / "tuner.pkl").exists():
-            raise SpecError(f"{exp.source or 'experiment'}: key 'name': experiment folder "
-                            f"{exp_dir} already holds a run; continue it with "
-                            f"`archtune resume {exp_dir}` or choose another name/storage")
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        # absolute storage and space paths: the saved spec stands alone for `resume`
-        exp.replace(storage=exp.storage_root()).to_yaml(exp_dir / SPEC_FILE)
+    exp_dir = storage.resolve(exp.experiment_dir(), storage_filesystem)
+    if (exp_dir / "tuner.pkl").exists():
+        raise SpecError(f"{exp.source or 'experiment'}: key 'name': experiment folder "
+                        f"{exp_dir} already holds a run; continue it with "
+                        f"`archtune resume {exp_dir}` or choose another name/storage")
+    # absolute storage and space paths: the saved spec stands alone for `resume`
+    (exp_dir / SPEC_FILE).write_text(exp.replace(storage=exp.storage_root()).to_yaml())
     started = _ensure_ray(address, verbose)
     try:
-        tuner, space = build_tuner(exp, verbose=verbose)
-        grid = _fit(tuner, exp.experiment_dir())
-        return _results(exp, space, grid)
+        tuner, space = build_tuner(exp, verbose=verbose, storage_filesystem=storage_filesystem)
+        return _fit_and_collect(tuner, exp, space, exp_dir)
     finally:
         if started:
             import ray
@@ -248,34 +324,54 @@ def run(exp: "Experiment | str | Path | dict", address: str | None = None, *,
             ray.shutdown()
 
 
-def resume(path: str | Path, address: str | None = None, *, verbose: bool = False) -> Results:
-    """Continue an interrupted experiment: finished trials are kept, in-flight ones continue
-    from their last checkpoint, errored ones are resumed (not restarted)."""
+def resume(path: "str | Path", address: str | None = None, *, verbose: bool = False,
+           storage_filesystem: Any = None) -> Results:
+    """Continue an interrupted experiment (a local folder or a URI): finished trials are kept,
+    in-flight ones continue from their last checkpoint, errored ones are resumed (not
+    restarted).
+
+    Security: this unpickles Ray's saved state (``tuner.pkl``, searcher and trial state);
+    never resume an experiment folder that came from a source you do not trust."""
     from ray import tune
 
-    path = Path(path).expanduser().resolve()
-    spec_file = path / SPEC_FILE
-    if not spec_file.is_file():
-        raise SpecError(f"{path}: not an archtune experiment folder (no {SPEC_FILE})")
-    exp = Experiment.from_yaml(spec_file)
+    loc = storage.resolve(path, storage_filesystem)
+    if not (loc / SPEC_FILE).is_file():
+        raise SpecError(f"{loc}: not an archtune experiment folder (no {SPEC_FILE})")
+    import yaml
+
+    exp = Experiment.from_dict(yaml.safe_load((loc / SPEC_FILE).read_text()))
     # the folder may have moved: storage follows the folder
-    exp = exp.replace(storage=str(path.parent), name=path.name)
+    parent, _, name = loc.uri.rstrip("/").rpartition("/") if storage.is_uri(loc.uri) else (
+        str(Path(loc.uri).parent), "", Path(loc.uri).name)
+    exp = exp.replace(storage=parent, name=name)
     exp.validate()
     started = _ensure_ray(address, verbose)
     _quiet_ray_logs(verbose)
     try:
         space = exp.load_space()
-        if not tune.Tuner.can_restore(str(path)):
-            raise SpecError(f"{path}: no Ray Tune experiment state to resume from")
-        tuner = tune.Tuner.restore(str(path), trainable=_trainable(exp, space),
-                                   resume_errored=True, restart_errored=False)
-        grid = _fit(tuner, str(path))
-        return _results(exp, space, grid)
+        restore_path = loc.uri if storage_filesystem is None else loc.path
+        if not tune.Tuner.can_restore(restore_path, storage_filesystem=storage_filesystem):
+            raise SpecError(f"{loc}: no Ray Tune experiment state to resume from")
+        tuner = tune.Tuner.restore(restore_path, trainable=_trainable(exp, space),
+                                   resume_errored=True, restart_errored=False,
+                                   storage_filesystem=storage_filesystem)
+        return _fit_and_collect(tuner, exp, space, loc)
     finally:
         if started:
             import ray
 
             ray.shutdown()
+
+
+def _fit_and_collect(tuner, exp: Experiment, space: Any, exp_dir: storage.Location) -> Results:
+    """Run the tuner with graceful stop signals; the results table (and, when the experiment
+    ran to its end, ``best.json``) written; :class:`ExperimentInterrupted` after a signal."""
+    with _StopSignals() as signals:
+        grid = _fit(tuner, str(exp_dir))
+    res, finished = _results(exp, grid, exp_dir, interrupted=signals.signum is not None)
+    if signals.signum is not None:
+        raise ExperimentInterrupted(res, signals.signum, finished)
+    return res
 
 
 def _fit(tuner, exp_dir: str):
@@ -292,80 +388,85 @@ def _fit(tuner, exp_dir: str):
 
 
 # ---------------------------------------------------------------------------------- results
-def _results(exp: Experiment, space: Any, grid) -> Results:
-    exp_dir = Path(grid.experiment_path) if "://" not in grid.experiment_path else None
-    path = str(exp_dir) if exp_dir is not None else grid.experiment_path
+_RAY_BOOKKEEPING = ("config", "trial_id", "date", "hostname", "node_ip", "pid", "done",
+                    "checkpoint_dir_name", "should_checkpoint", "experiment_tag")
+_FINISHED = ("TERMINATED", "ERROR")
+
+
+def _trial_row(exp: Experiment, trial: Any, error: Any, retries: dict[str, int],
+               interrupted: bool) -> dict[str, Any]:
+    """One results-table row for a Tune ``Trial`` (``error``: its exception or ``None``)."""
+    m = dict(trial.last_result or {})
+    tid = trial.trial_id
+    errored = error is not None or trial.status == "ERROR"
+    if interrupted and trial.status not in _FINISHED:
+        status = "interrupted"
+    elif errored:
+        status = "errored"
+    else:
+        status = classify(m, exp.max_epochs)
+    n_fail = int(getattr(trial, "num_failures", 0) or 0)
+    row: dict[str, Any] = {
+        "trial_id": tid,
+        "status": status,
+        # restarts from a checkpoint (the final failure of an errored trial is no retry)
+        "retries": int(retries.get(tid, min(n_fail, max(exp.max_failures, 0)))),
+        "epochs": m.get("epoch", m.get("training_iteration")),
+    }
+    for k, v in _strip(_public_config(trial.config)).items():
+        plain = isinstance(v, (int, float, str, bool)) or v is None
+        row[f"config/{k}"] = v if plain else str(v)
+    for k, v in m.items():
+        # Ray's bookkeeping and its flattened copy of the raw config are no metrics
+        if k in _RAY_BOOKKEEPING or k.startswith("config/"):
+            continue
+        if isinstance(v, (int, float, str, bool)):
+            row[k] = v
+    row["time_total_s"] = m.get("time_total_s")
+    row["error"] = str(error).splitlines()[0][:200] if error is not None else ""
+    row["path"] = getattr(trial, "path", None)
+    return row
+
+
+def _trials(grid, exp_dir: storage.Location) -> list:
+    """The experiment's trials as Tune saved them at the end of ``fit``."""
+    from ray.tune import ExperimentAnalysis
+
+    ea = ExperimentAnalysis(exp_dir.path, storage_filesystem=exp_dir.fs)
+    return list(ea.trials)
+
+
+def _results(exp: Experiment, grid, exp_dir: storage.Location, *,
+             interrupted: bool = False) -> tuple[Results, int]:
+    """The results table (saved; ``best.json`` too unless ``interrupted``) and the number of
+    finished trials."""
     retries: dict[str, int] = {}
-    if exp_dir is not None and (exp_dir / "retries.json").is_file():
+    if (exp_dir / "retries.json").is_file():
         retries = json.loads((exp_dir / "retries.json").read_text())
-    trials = {}
-    try:
-        trials = {t.trial_id: t for t in grid._experiment_analysis.trials}
-    except AttributeError:  # pragma: no cover - private API moved
-        pass
-    rows = []
-    configs: dict[str, dict] = {}
-    for r in grid:
-        m = dict(r.metrics or {})
-        base = Path(r.path or "").name
-        # the folder names the trial (a PBT clone's last result may carry the donor's id)
-        tid = base[len("trial_"):] if base.startswith("trial_") else str(m.get("trial_id"))
-        t = trials.get(tid)
-        n_fail = getattr(t, "num_failures", 0) if t is not None else 0
-        errored = r.error is not None
-        row: dict[str, Any] = {
-            "trial_id": tid,
-            "status": classify(m, exp.max_epochs, error=errored and not m),
-            # restarts from a checkpoint (the final failure of an errored trial is no retry)
-            "retries": int(retries.get(tid, min(int(n_fail or 0), max(exp.max_failures, 0)))),
-        }
-        if errored:
-            row["status"] = "errored"
-        row["epochs"] = m.get("epoch", m.get("training_iteration"))
-        # inactive (conditional) parameters are absent, never the sampling sentinel
-        cfg = _strip({k: v for k, v in (r.config or {}).items() if not k.startswith("_archtune")})
-        configs[tid] = cfg
-        for k, v in cfg.items():
-            plain = isinstance(v, (int, float, str, bool)) or v is None
-            row[f"config/{k}"] = v if plain else str(v)
-        for k, v in m.items():
-            if k in ("config", "trial_id", "date", "hostname", "node_ip", "pid", "done",
-                     "checkpoint_dir_name", "should_checkpoint", "experiment_tag"):
-                continue
-            if k.startswith("config/"):  # Ray's flattened copy of the raw config
-                continue
-            if isinstance(v, (int, float, str, bool)):
-                row[k] = v
-        row["time_total_s"] = m.get("time_total_s")
-        row["error"] = str(r.error).splitlines()[0][:200] if errored else ""
-        row["path"] = r.path
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values("trial_id").reset_index(drop=True)
+    errors = {Path(r.path or "").name: r.error for r in grid}
+    trials = _trials(grid, exp_dir)
+    rows = [_trial_row(exp, t, errors.get(trial_dirname(t)), retries, interrupted)
+            for t in trials]
+    rows.sort(key=lambda r: r["trial_id"])
+    best = select_best(rows, exp.metric, exp.mode)
     best_cfg: dict[str, Any] = {}
-    best_metric = None
-    best_trial = None
-    if not df.empty and exp.metric in df.columns:
-        ok = df[df["status"].isin(["completed", "pruned", "duplicate"])]
-        ok = ok[pd.to_numeric(ok[exp.metric], errors="coerce").notna()]
-        if not ok.empty:
-            vals = pd.to_numeric(ok[exp.metric])
-            idx = vals.idxmax() if exp.mode == "max" else vals.idxmin()
-            best_metric = float(vals[idx])
-            best_trial = str(df.loc[idx, "trial_id"])
-            best_cfg = {**_strip(configs.get(best_trial, {})), **dict(exp.fixed)}
-    res = Results(best_config=best_cfg, best_metric=best_metric, dataframe=df, path=path,
-                  metric=exp.metric, mode=exp.mode, best_trial=best_trial)
-    if exp_dir is not None:
-        res.save()
-    return res
+    if best is not None:
+        cfg = next(t.config for t in trials if t.trial_id == best["trial_id"])
+        best_cfg = {**_strip(_public_config(cfg)), **dict(exp.fixed)}
+    res = Results(best_config=best_cfg,
+                  best_metric=float(best[exp.metric]) if best is not None else None,
+                  dataframe=pd.DataFrame(rows), path=str(exp_dir), metric=exp.metric,
+                  mode=exp.mode, best_trial=str(best["trial_id"]) if best is not None else None)
+    res.save(complete=not interrupted, filesystem=exp_dir.fs)
+    finished = sum(1 for t in trials if t.status in _FINISHED)
+    return res, finished
+
+
+def _public_config(cfg: dict | None) -> dict:
+    return {k: v for k, v in (cfg or {}).items() if not k.startswith("_archtune")}
 
 
 def _strip(cfg: dict) -> dict:
-    try:
-        from spaces.compile.tune import strip_inactive
+    from spaces.compile.tune import strip_inactive
 
-        return strip_inactive(dict(cfg))
-    except ImportError:  # pragma: no cover
-        return dict(cfg)
+    return strip_inactive(dict(cfg))

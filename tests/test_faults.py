@@ -138,3 +138,68 @@ def test_sigkilled_driver_resumes(ray_session, tmp_path):
                     (exp_dir / f"trial_{tid}" / "restores.jsonl").read_text().splitlines()]
         assert restores and restores[0]["from"] == tid and restores[0]["epoch"] >= 1
     assert (exp_dir / "results.csv").exists()
+
+
+def _launch(tmp_path: Path, spec: dict, *, extra_env: dict | None = None):
+    """``archtune run`` of ``spec`` in a subprocess with its own Ray temp dir."""
+    spec_file = tmp_path / f"{spec['name']}.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    ray_tmp = tempfile.mkdtemp(prefix="atk", dir="/tmp")  # short: Ray socket paths are limited
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}:{REPO}", RAY_TMPDIR=ray_tmp, **(extra_env or {}))
+    env.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file)],
+                            cwd=str(tmp_path), env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, ray_tmp
+
+
+def _cleanup_ray(ray_tmp: str) -> None:
+    for pid in _ray_pids(ray_tmp):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _wait_for(proc, cond, timeout: float = 150) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "experiment did not progress in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_is_an_interruption_not_a_finish(ray_session, tmp_path, sig, code):
+    spec = dict(name=f"sig{code}", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+                searcher={"type": "random", "seed": 3}, num_samples=4, max_epochs=6,
+                max_concurrent=2, data={"sleep": 0.4}, storage=str(tmp_path / "runs"))
+    exp_dir = tmp_path / "runs" / spec["name"]
+    proc, ray_tmp = _launch(tmp_path, spec)
+    try:
+        _wait_for(proc, lambda: list(exp_dir.glob("trial_*/checkpoint_000005")) and [
+            d for d in exp_dir.glob("trial_*") if (d / "checkpoint_000001").exists()
+            and not (d / "checkpoint_000005").exists()])
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        _cleanup_ray(ray_tmp)
+    assert proc.returncode == code, out[-3000:]
+    assert "interrupted" in out and f"archtune resume {exp_dir}" in out, out[-3000:]
+    import re
+
+    m = re.search(r"interrupted: (\d+) of (\d+) trials finished", out)
+    assert m, out[-3000:]
+    df = Results_load(exp_dir)
+    assert int(m.group(1)) == (df["status"] != "interrupted").sum() >= 1
+    assert "interrupted" in set(df["status"]) and "pruned" not in set(df["status"])
+    assert not (exp_dir / "best.json").exists()
+
+    res = resume(exp_dir)  # the interrupted trials continue; now the experiment is complete
+    assert len(res.dataframe) == 4 and set(res.dataframe["status"]) == {"completed"}
+    assert (exp_dir / "best.json").exists()
