@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from trainers.errors import TrainerError
+from trainers.knobs import AUGMENTATIONS, AUTO_AUGMENT_POLICIES
 
 __all__ = [
     "AUGMENTATIONS",
@@ -44,9 +45,6 @@ __all__ = [
     "create_augmentation",
     "build_train_transform",
 ]
-
-AUGMENTATIONS = ("auto-augment", "random-augment", "trivial-augment", "none")
-AUTO_AUGMENT_POLICIES = ("v0", "original")
 
 
 def _check_uint8_chw(img: torch.Tensor) -> None:

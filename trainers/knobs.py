@@ -25,6 +25,7 @@ import math
 import numbers
 import os
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -634,20 +635,22 @@ def _fmt(value: Any) -> str:
 
 
 def help_text(width: int = 100) -> str:
-    """The config keys of every trainer table, one line per knob (``archtune train --help``)."""
+    """The config keys of every trainer table: per knob, its spellings, rule and default, then
+    its doc (the epilog of ``archtune train --help``)."""
     lines = []
     for trainer, table in TABLES.items():
-        lines.append(f"config keys of trainer {trainer!r} (docs/trainer-knobs.md):")
+        lines.append(f"config keys of trainer {trainer!r} (also in docs/trainer-knobs.md):")
         for knob in table.values():
             also = f" (or {', '.join(knob.aliases)})" if knob.aliases else ""
-            line = f"  {knob.name}{also}: {knob.rule}; default {_fmt(knob.default)}"
-            lines.append(line if len(line) <= width else line[: width - 3] + "...")
+            lines.append(f"  {knob.name}{also}: {knob.rule}; default {_fmt(knob.default)}")
+            lines += textwrap.wrap(knob.doc, width, initial_indent=" " * 6,
+                                   subsequent_indent=" " * 6)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("*", "\\*")
 
 
 def render_markdown() -> str:

@@ -17,6 +17,7 @@ from timm.scheduler import create_scheduler_v2
 from trainers.errors import TrainerError
 
 from .config import TrainerConfig
+from .knobs import SCHEDULERS
 
 __all__ = [
     "optimizer_kwargs",
@@ -27,9 +28,8 @@ __all__ = [
     "current_lr",
 ]
 
-# Quick-Tune name -> timm optimiser name. timm's "sgd" is SGD with Nesterov momentum and
-# "momentum" plain SGD with momentum; both take the momentum kwarg.
-_TIMM_OPT = {"sgd": "sgd", "momentum": "momentum", "adam": "adam", "adamw": "adamw", "adamp": "adamp"}
+# The Quick-Tune optimiser names (trainers.knobs.OPTIMIZERS) are timm's: "sgd" is SGD with
+# Nesterov momentum and "momentum" plain SGD with momentum; both take the momentum kwarg.
 
 
 def _drop_none(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -45,10 +45,8 @@ def optimizer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
       scale every layer but the head to LR 0).
     - 1-D parameters (biases, norm affine) get no weight decay (``filter_bias_and_bn``).
     """
-    if cfg.opt not in _TIMM_OPT:
-        raise TrainerError(f"opt: unknown optimiser {cfg.opt!r}; valid: {', '.join(_TIMM_OPT)}")
     kwargs: dict[str, Any] = {
-        "opt": _TIMM_OPT[cfg.opt],
+        "opt": cfg.opt,
         "lr": cfg.lr,
         "weight_decay": cfg.weight_decay,
         "filter_bias_and_bn": True,
@@ -97,7 +95,7 @@ def scheduler_kwargs(cfg: TrainerConfig, num_epochs: int) -> dict[str, Any]:
         kwargs.update(patience_epochs=cfg.patience_epochs, decay_rate=cfg.decay_rate,
                       plateau_mode="max")
     elif cfg.sched != "cosine":
-        raise TrainerError(f"sched: unknown scheduler {cfg.sched!r}; valid: cosine, step, multistep, plateau")
+        raise TrainerError(f"sched: unknown scheduler {cfg.sched!r}; valid: {', '.join(SCHEDULERS)}")
     return _drop_none(kwargs)
 
 

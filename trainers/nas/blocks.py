@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
+
 __all__ = [
     "ACTIVATIONS",
     "BLOCK_TYPES",
@@ -49,7 +51,7 @@ def get_activation(name: str) -> nn.Module:
     try:
         return ACTIVATIONS[name.lower()]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}") from None
+        raise TrainerError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}") from None
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -213,7 +215,7 @@ def _block_class(block_type: str) -> type[nn.Module]:
     try:
         return BLOCK_TYPES[block_type]
     except KeyError:
-        raise ValueError(f"unknown block type {block_type!r}; valid: {sorted(BLOCK_TYPES)}") from None
+        raise TrainerError(f"unknown block type {block_type!r}; valid: {sorted(BLOCK_TYPES)}") from None
 
 
 def make_block(block_type: str, in_channels: int, filters: int, stride: int = 1,
@@ -229,7 +231,7 @@ def make_stage(block_type: str, in_channels: int, filters: int, repeats: int = 1
     The returned ``nn.Sequential`` has ``out_channels``.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise TrainerError(f"repeats must be >= 1, got {repeats}")
     blocks = []
     ch = in_channels
     for i in range(repeats):

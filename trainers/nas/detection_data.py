@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from trainers.errors import TrainerError
 from trainers.nas.synthetic_shapes import SHAPE_CLASSES, Scene, draw_scene
 
 __all__ = [
@@ -52,14 +53,14 @@ class SyntheticShapes(Dataset):
                  min_size: float = 0.1, max_size: float = 0.6, seed: int = 0,
                  max_occlusion: float = 0.5, num_classes: int = len(SHAPE_CLASSES)):
         if num_images < 1 or image_size < 16 or max_objects < 1:
-            raise ValueError(f"need num_images >= 1, image_size >= 16, max_objects >= 1; got "
+            raise TrainerError(f"need num_images >= 1, image_size >= 16, max_objects >= 1; got "
                              f"{num_images}, {image_size}, {max_objects}")
         if not 0 < min_size <= max_size <= 1:
-            raise ValueError(f"need 0 < min_size <= max_size <= 1, got {min_size}, {max_size}")
+            raise TrainerError(f"need 0 < min_size <= max_size <= 1, got {min_size}, {max_size}")
         if not 0 <= max_occlusion < 1:
-            raise ValueError(f"need 0 <= max_occlusion < 1, got {max_occlusion}")
+            raise TrainerError(f"need 0 <= max_occlusion < 1, got {max_occlusion}")
         if not 1 <= num_classes <= len(SHAPE_CLASSES):
-            raise ValueError(f"num_classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
+            raise TrainerError(f"num_classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
         self.num_images = num_images
         self.image_size = image_size
         self.max_objects = max_objects
@@ -156,13 +157,13 @@ def detection_loaders(dataset: str = "synthetic", batch_size: int = 8, image_siz
         val = SyntheticShapes(num_val, image_size, seed=seed + 10_000)
     elif dataset == "coco":
         if data_dir is None:
-            raise ValueError("dataset='coco' needs data_dir")
+            raise TrainerError("dataset='coco' needs data_dir")
         root = Path(data_dir)
         train = CocoFormatDetection(root / "train", root / "annotations/instances_train.json",
                                     train=True)
         val = CocoFormatDetection(root / "val", root / "annotations/instances_val.json")
     else:
-        raise ValueError(f"unknown detection dataset {dataset!r}; valid: ['coco', 'synthetic']")
+        raise TrainerError(f"unknown detection dataset {dataset!r}; valid: ['coco', 'synthetic']")
     gen = torch.Generator().manual_seed(seed)
     return (DataLoader(train, batch_size, shuffle=True, collate_fn=collate_detection,
                        num_workers=num_workers, generator=gen),

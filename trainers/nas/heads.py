@@ -20,6 +20,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops.misc import Conv2dNormActivation
 
+from trainers.errors import TrainerError
+
 __all__ = ["ClassificationModel", "anchor_generator", "build_retinanet", "retinanet_head"]
 
 LEVEL_STRIDES: dict[str, int] = {"p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}
@@ -32,7 +34,7 @@ class ClassificationModel(nn.Module):
                  levels: Sequence[str] = ("p5", "p6", "p7"), drop_rate: float = 0.0):
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise TrainerError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.levels = tuple(levels)
         self.num_classes = num_classes
@@ -99,7 +101,7 @@ def build_retinanet(backbone: nn.Module, num_classes: int, image_size: int = 640
     ``kwargs`` go to ``RetinaNet`` (e.g. ``score_thresh``, ``detections_per_img``).
     """
     if not hasattr(backbone, "out_channels"):
-        raise ValueError("detection backbone must expose .out_channels")
+        raise TrainerError("detection backbone must expose .out_channels")
     anchors = anchor_generator(anchor_scale)
     head = retinanet_head(backbone.out_channels, anchors.num_anchors_per_location()[0],
                           num_classes, head_convs, head_filters)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
+from trainers.errors import TrainerError
 from trainers.nas.blocks import ConvBnAct, FusedMBConvBlock, MBConvBlock, make_divisible
 from trainers.nas.heads import ClassificationModel, build_retinanet
 
@@ -73,7 +74,7 @@ def _make_layer(spec, in_channels: int, filters: int, stride: int) -> nn.Module:
     if spec.op == "fused_mbconv":
         return FusedMBConvBlock(in_channels, filters, stride, expand_ratio=spec.expansion,
                                 kernel_size=spec.kernel, se_ratio=spec.se, act=spec.activation)
-    raise ValueError(f"unknown mobile op {spec.op!r}; valid: conv, mbconv, fused_mbconv")
+    raise TrainerError(f"unknown mobile op {spec.op!r}; valid: conv, mbconv, fused_mbconv")
 
 
 class MobileBackbone(nn.Module):
@@ -89,7 +90,7 @@ class MobileBackbone(nn.Module):
                  width_scale: float = 1.0, in_channels: int = 3, stem_act: str = "relu"):
         super().__init__()
         if not width_scale > 0:
-            raise ValueError(f"width_scale must be > 0, got {width_scale!r}")
+            raise TrainerError(f"width_scale must be > 0, got {width_scale!r}")
         self.specs = list(specs)
         stem = make_divisible(stem_filters * width_scale, 8)
         self.stem = ConvBnAct(in_channels, stem, 3, 2, act=stem_act)
@@ -146,7 +147,7 @@ class MobileFPN(nn.Module):
         super().__init__()
         missing = [lvl for lvl in (3, 4, 5) if lvl not in backbone.feature_channels]
         if missing:
-            raise ValueError(f"backbone has no features at levels {missing}")
+            raise TrainerError(f"backbone has no features at levels {missing}")
         self.body = backbone
         self.fpn = FeaturePyramidNetwork(
             [backbone.feature_channels[lvl] for lvl in (3, 4, 5)], out_channels,
@@ -165,7 +166,7 @@ def _space_module(family: str):
     elif family == "efficientnetv2":
         from spaces.library import efficientnetv2 as mod
     else:
-        raise ValueError(f"unknown mobile family {family!r}; valid: {', '.join(FAMILIES)}")
+        raise TrainerError(f"unknown mobile family {family!r}; valid: {', '.join(FAMILIES)}")
     return mod
 
 
@@ -188,7 +189,7 @@ def decode_arch(family: str, config: Any, depth_scale: float = 1.0) -> list[Any]
     if family == "efficientnetv2":
         return mod.decode(config, depth_scale=depth_scale)
     if depth_scale != 1.0:
-        raise ValueError("depth_scale applies to efficientnetv2 only (mnasnet searches repeats)")
+        raise TrainerError("depth_scale applies to efficientnetv2 only (mnasnet searches repeats)")
     return mod.decode(config)
 
 
@@ -214,7 +215,7 @@ def build_mobile_classifier(family: str, config: Any, num_classes: int, width_sc
     """Backbone of :func:`build_backbone` plus the shared pooled linear head
     (:class:`trainers.nas.heads.ClassificationModel` over the ``"head"`` feature)."""
     if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        raise TrainerError(f"num_classes must be >= 1, got {num_classes!r}")
     backbone = build_backbone(family, config, width_scale, depth_scale, in_channels)
     return ClassificationModel(backbone, int(num_classes), levels=("head",), drop_rate=dropout)
 
@@ -228,7 +229,7 @@ def build_mobile_detector(family: str, config: Any, num_classes: int, image_size
     ``fpn_channels`` defaults to ``make_divisible(256 * width_scale, 8)``.
     """
     if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+        raise TrainerError(f"num_classes must be >= 1, got {num_classes!r}")
     backbone = build_backbone(family, config, width_scale, depth_scale)
     fpn = MobileFPN(backbone, fpn_channels or make_divisible(256 * width_scale, 8))
     return build_retinanet(fpn, int(num_classes), image_size=image_size, head_convs=head_convs,

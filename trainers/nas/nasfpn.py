@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.library.nasfpn import INPUT_LEVELS, CellSpec
+from trainers.errors import TrainerError
 from trainers.nas.blocks import ConvBnAct, get_activation
 
 __all__ = ["MergingCell", "NASFPN", "NASFPNBackbone", "TimmPyramid"]
@@ -98,13 +99,13 @@ class NASFPN(nn.Module):
                  repeats: int = 3, act: str = "relu"):
         super().__init__()
         if len(in_channels) != len(INPUT_LEVELS):
-            raise ValueError(f"NAS-FPN needs {len(INPUT_LEVELS)} inputs (C3..C7), "
+            raise TrainerError(f"NAS-FPN needs {len(INPUT_LEVELS)} inputs (C3..C7), "
                              f"got {len(in_channels)}")
         out_levels = sorted(c.level for c in cells if c.is_output)
         if out_levels != list(INPUT_LEVELS):
-            raise ValueError(f"output cells must cover levels 3..7 once, got {out_levels}")
+            raise TrainerError(f"output cells must cover levels 3..7 once, got {out_levels}")
         if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
+            raise TrainerError(f"repeats must be >= 1, got {repeats}")
         self.out_channels = int(filters)
         self.lateral = nn.ModuleList(
             nn.Identity() if c == filters else ConvBnAct(c, filters, 1, act=None)
@@ -133,7 +134,7 @@ class TimmPyramid(nn.Module):
         red = probe.feature_info.reduction()
         idx = [red.index(s) for s in (8, 16, 32) if s in red]
         if len(idx) != 3:
-            raise ValueError(f"timm model {model_name!r} lacks stride-8/16/32 features "
+            raise TrainerError(f"timm model {model_name!r} lacks stride-8/16/32 features "
                              f"(reductions {red})")
         del probe
         self.body = timm.create_model(model_name, features_only=True, pretrained=pretrained,

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
+
 __all__ = [
     "count_params",
     "count_flops",
@@ -100,9 +102,9 @@ def measure_latency(
         repeats: timed calls (>= 1); the median is returned.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise TrainerError(f"repeats must be >= 1, got {repeats}")
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
+        raise TrainerError(f"warmup must be >= 0, got {warmup}")
     dev = torch.device(device) if device is not None else _model_device(model)
     if device is not None:
         model = model.to(dev)
@@ -130,9 +132,9 @@ def measure_latency(
 
 def _check_reward_args(latency: float, target: float) -> None:
     if not (target > 0 and math.isfinite(target)):
-        raise ValueError(f"latency target must be a positive finite number, got {target!r}")
+        raise TrainerError(f"latency target must be a positive finite number, got {target!r}")
     if not latency > 0:
-        raise ValueError(f"latency must be positive, got {latency!r}")
+        raise TrainerError(f"latency must be positive, got {latency!r}")
 
 
 def soft_reward(accuracy: float, latency: float, target: float, w: float = 0.07) -> float:
@@ -167,7 +169,7 @@ def reward(accuracy: float, latency: float, target: float, kind: str = "soft", w
         return soft_reward(accuracy, latency, target, w)
     if kind == "hard":
         return hard_reward(accuracy, latency, target)
-    raise ValueError(f"reward kind must be 'soft' or 'hard', got {kind!r}")
+    raise TrainerError(f"reward kind must be 'soft' or 'hard', got {kind!r}")
 
 
 def _objective_modes(objectives: Mapping[str, str] | Iterable[Any]) -> list[tuple[str, float]]:
@@ -183,11 +185,11 @@ def _objective_modes(objectives: Mapping[str, str] | Iterable[Any]) -> list[tupl
                 name, mode = obj
                 items.append((name, mode))
     if not items:
-        raise ValueError("pareto_front needs at least one objective")
+        raise TrainerError("pareto_front needs at least one objective")
     out = []
     for name, mode in items:
         if mode not in ("max", "min"):
-            raise ValueError(f"objective {name!r}: mode must be 'max' or 'min', got {mode!r}")
+            raise TrainerError(f"objective {name!r}: mode must be 'max' or 'min', got {mode!r}")
         out.append((name, 1.0 if mode == "max" else -1.0))
     return out
 

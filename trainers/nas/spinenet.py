@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces.library.spinenet import NUM_STEM_FEATURES, STEM_LEVEL, BlockSpec, with_merges
+from trainers.errors import TrainerError
 from trainers.nas.blocks import ConvBnAct, block_expansion, get_activation, make_stage
 
 __all__ = ["FILTER_SIZES", "Resample", "SpineNet", "level_filters"]
@@ -108,7 +109,7 @@ class SpineNet(nn.Module):
         specs = with_merges(block_specs)
         out_levels = sorted(s.level for s in specs if s.is_output)
         if len(set(out_levels)) != len(out_levels):
-            raise ValueError(f"duplicate output levels in block specs: {out_levels}")
+            raise TrainerError(f"duplicate output levels in block specs: {out_levels}")
         self.out_levels = tuple(out_levels)
         self.out_channels = int(endpoint_filters)
         self.specs = specs

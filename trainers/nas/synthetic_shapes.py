@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainers.errors import TrainerError
+
 __all__ = ["SHAPE_CLASSES", "Scene", "draw_scene", "shape_mask"]
 
 SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross")
@@ -63,7 +65,7 @@ def shape_mask(label: int, box: tuple[float, float, float, float], size: int) ->
         return (frac >= 0) & (frac <= 1) & (np.abs(xx - cx) <= frac * w / 2)
     if label == 3:  # plus sign: two bars a third of the box thick
         return inside & ((np.abs(xx - cx) <= w / 6) | (np.abs(yy - cy) <= h / 6))
-    raise ValueError(f"shape class must be in 0..{len(SHAPE_CLASSES) - 1}, got {label!r}")
+    raise TrainerError(f"shape class must be in 0..{len(SHAPE_CLASSES) - 1}, got {label!r}")
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
