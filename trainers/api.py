@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from trainers.errors import TrainerError
+
 __all__ = ["TrialContext", "LocalContext"]
 
 
@@ -85,7 +87,7 @@ class LocalContext(TrialContext):
         tensorboard: bool = True,
     ) -> None:
         if int(max_epochs) < 1:
-            raise ValueError(f"max_epochs must be >= 1, got {max_epochs!r}")
+            raise TrainerError(f"max_epochs must be >= 1, got {max_epochs!r}")
         self.trial_dir = Path(trial_dir)
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self.seed = int(seed)

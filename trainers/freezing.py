@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
+
 __all__ = [
     "head_parameter_names",
     "backbone_parameters",
@@ -67,7 +69,7 @@ def freeze_plan(model: nn.Module, pct: float) -> set[str]:
     ``pct=0`` freezes nothing and ``pct=1`` freezes the whole backbone (head only trains).
     """
     if not 0.0 <= pct <= 1.0:
-        raise ValueError(f"pct-to-freeze must be in [0, 1], got {pct!r}")
+        raise TrainerError(f"pct-to-freeze must be in [0, 1], got {pct!r}")
     named = backbone_parameters(model)
     total = sum(p.numel() for _, p in named)
     limit = pct * total

@@ -35,11 +35,11 @@ _META = {"arch": True}
 def binary_codes(n: int, ones: int | None = None) -> tuple[str, ...]:
     """Every ``n``-bit code (as a string of 0/1), or those with exactly ``ones`` ones."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CODE_BITS:
-        raise ValueError(f"a binary code needs 1 <= n <= {MAX_CODE_BITS} positions, got {n!r}")
+        raise TrainerError(f"a binary code needs 1 <= n <= {MAX_CODE_BITS} positions, got {n!r}")
     if ones is None:
         return tuple("".join(bits) for bits in itertools.product("01", repeat=n))
     if isinstance(ones, bool) or not isinstance(ones, int) or not 0 <= ones <= n:
-        raise ValueError(f"the number of ones must be in 0..{n}, got {ones!r}")
+        raise TrainerError(f"the number of ones must be in 0..{n}, got {ones!r}")
     out = []
     for pos in itertools.combinations(range(n), ones):
         bits = ["0"] * n
@@ -59,7 +59,7 @@ def _code_default(current: Any, codes: tuple[str, ...]) -> str:
 
 def _code_param(name: str, rng: Any, current: Any) -> Param:
     if not isinstance(rng, (list, tuple)) or len(rng) not in (1, 2):
-        raise ValueError(f"binary_code range must be [n] or [n, n_ones], got {rng!r}")
+        raise TrainerError(f"binary_code range must be [n] or [n, n_ones], got {rng!r}")
     n, ones = rng[0], (rng[1] if len(rng) == 2 else None)
     codes = binary_codes(n, ones)
     meta = {**_META, "binary_code": [n] if ones is None else [n, ones]}
@@ -95,7 +95,7 @@ def _vega_entry(entry: Mapping, current: Any) -> Param:
         return _from_list(name, list(rng), current)
     if kind in ("BOOL", "BOOLEAN"):
         return Categorical(name, (False, True), default=bool(current), meta=dict(_META))
-    raise ValueError(f"unknown type {entry.get('type')!r} with range {rng!r} (valid: INT, FLOAT, "
+    raise TrainerError(f"unknown type {entry.get('type')!r} with range {rng!r} (valid: INT, FLOAT, "
                      "CATEGORY, BOOL, BINARY_CODE)")
 
 
@@ -106,7 +106,7 @@ def _param(name: str, spec: Any, current: Any) -> Param:
                                                                            "binarycode"):
         extra = set(spec) - {"type", "range"}
         if extra:
-            raise ValueError(f"binary_code takes only 'range', got {sorted(extra)}")
+            raise TrainerError(f"binary_code takes only 'range', got {sorted(extra)}")
         return _code_param(name, spec.get("range"), current)
     if isinstance(spec, list):
         return _from_list(name, spec, current)

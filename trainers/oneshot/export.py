@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
 from trainers.oneshot import ops
 from trainers.oneshot.mutables import InputSpace, Mutable, OperationSpace, ValueExpr, ValueSpace, reduce_inputs
 from trainers.oneshot.mutators import apply_config
@@ -75,6 +76,6 @@ def build_subnet(supernet: nn.Module, config: Mapping[str, Any]) -> nn.Module:
     net = export_module(copy.deepcopy(supernet))
     left = [n for n, m in net.named_modules() if isinstance(m, (Mutable, *_OPS))]
     if left:
-        raise TypeError(f"build_subnet: mutables left after export at {left[:5]} (a container "
+        raise TrainerError(f"build_subnet: mutables left after export at {left[:5]} (a container "
                         f"that is not an nn.Module child?)")
     return net

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
 from trainers.nas.blocks import ConvBnAct, make_divisible
 from trainers.oneshot import ops
 from trainers.oneshot.mutables import OperationSpace, ValueSpace, derive, value_of
@@ -106,7 +107,7 @@ class SuperBlock(nn.Module):
                 exp = ValueSpace(expansions, key=f"blocks.{index}.expansion")
                 cands[name] = SuperMBConv(cin, self.out_channels, stride, self.kernel, exp)
             else:
-                raise ValueError(f"unknown op {name!r}; valid: conv, mbconv")
+                raise TrainerError(f"unknown op {name!r}; valid: conv, mbconv")
         self.op = OperationSpace(cands)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,12 +121,12 @@ class MnasNetSupernet(nn.Module):
         super().__init__()
         unknown = sorted(set(kwargs) - set(SUPERNET_DEFAULTS))
         if unknown:
-            raise ValueError(f"MnasNetSupernet: unknown arguments {unknown}; valid: "
+            raise TrainerError(f"MnasNetSupernet: unknown arguments {unknown}; valid: "
                              f"{sorted(SUPERNET_DEFAULTS)}")
         a = {**SUPERNET_DEFAULTS, **kwargs}
         self.settings = dict(a)
         if len(a["filters"]) != len(a["strides"]):
-            raise ValueError("MnasNetSupernet: filters and strides must have the same length")
+            raise TrainerError("MnasNetSupernet: filters and strides must have the same length")
         ws = float(a["width_scale"])
         stem = make_divisible(a["stem_filters"] * ws, 8)
         self.stem = ConvBnAct(int(a["in_channels"]), stem, 3, 2)

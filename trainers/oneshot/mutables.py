@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from spaces.errors import SpaceError
+from trainers.errors import TrainerError
 
 __all__ = ["Mutable", "OperationSpace", "InputSpace", "ValueSpace", "ValueExpr", "derive",
            "value_of", "max_value_of", "leaf_spaces", "REDUCTIONS"]
@@ -210,7 +211,7 @@ class InputSpace(Mutable):
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(inputs) != len(self.names):
-            raise ValueError(f"InputSpace {self.key!r}: expected {len(self.names)} inputs, got "
+            raise TrainerError(f"InputSpace {self.key!r}: expected {len(self.names)} inputs, got "
                              f"{len(inputs)}")
         if self._weights is not None:
             return torch.stack([w * x for w, x in zip(self._weights, inputs)]).sum(0)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainers.errors import TrainerError
 from trainers.oneshot.mutables import ValueExpr, ValueSpace, leaf_spaces, max_value_of, value_of
 
 __all__ = ["Conv2d", "Linear", "BatchNorm2d", "Searchable"]
@@ -28,11 +29,11 @@ Searchable = Any  # int | ValueSpace | ValueExpr
 
 def _check_positive(name: str, v: Any, op: str) -> None:
     if not isinstance(v, (int, ValueSpace, ValueExpr)) or isinstance(v, bool):
-        raise TypeError(f"{op}: {name} must be an int, a ValueSpace or a derive() expression, "
+        raise TrainerError(f"{op}: {name} must be an int, a ValueSpace or a derive() expression, "
                         f"got {v!r}")
     m = max_value_of(v)
     if not isinstance(m, int) or m < 1:
-        raise ValueError(f"{op}: {name} must take integer values >= 1, got max {m!r}")
+        raise TrainerError(f"{op}: {name} must take integer values >= 1, got max {m!r}")
 
 
 class _SlicedOp(nn.Module):
@@ -76,7 +77,7 @@ class Conv2d(_SlicedOp):
             _check_positive(name, v, "Conv2d")
         ks = kernel_size.choices if isinstance(kernel_size, ValueSpace) else [max_value_of(kernel_size)]
         if any(int(k) % 2 == 0 for k in ks):
-            raise ValueError(f"Conv2d: kernel sizes must be odd for centre cropping, got {list(ks)}")
+            raise TrainerError(f"Conv2d: kernel sizes must be odd for centre cropping, got {list(ks)}")
         self._register_spaces(in_channels=in_channels, out_channels=out_channels,
                               kernel_size=kernel_size)
         self.stride, self.depthwise = int(stride), bool(depthwise)
@@ -84,7 +85,7 @@ class Conv2d(_SlicedOp):
         full = nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=bias,
                          groups=cout if depthwise else 1)
         if depthwise and cin != cout:
-            raise ValueError(f"Conv2d: depthwise needs in_channels == out_channels, got max "
+            raise TrainerError(f"Conv2d: depthwise needs in_channels == out_channels, got max "
                              f"{cin} and {cout}")
         self.max_kernel = k
         self.weight = full.weight
@@ -101,7 +102,7 @@ class Conv2d(_SlicedOp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin = self.current("in_channels")
         if x.shape[1] != cin:
-            raise ValueError(f"Conv2d: input has {x.shape[1]} channels, the current "
+            raise TrainerError(f"Conv2d: input has {x.shape[1]} channels, the current "
                              f"in_channels is {cin}")
         w, b, k, groups = self._sliced()
         y = F.conv2d(x, w, b, self.stride, k // 2, 1, groups)
@@ -139,7 +140,7 @@ class Linear(_SlicedOp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self._sliced()
         if x.shape[-1] != w.shape[1]:
-            raise ValueError(f"Linear: input has {x.shape[-1]} features, the current "
+            raise TrainerError(f"Linear: input has {x.shape[-1]} features, the current "
                              f"in_features is {w.shape[1]}")
         return self._gate(F.linear(x, w, b), "out_features")
 
@@ -180,7 +181,7 @@ class BatchNorm2d(_SlicedOp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.current("num_features")
         if x.shape[1] != c:
-            raise ValueError(f"BatchNorm2d: input has {x.shape[1]} channels, the current "
+            raise TrainerError(f"BatchNorm2d: input has {x.shape[1]} channels, the current "
                              f"num_features is {c}")
         factor = 0.0
         if self.training:
