@@ -9,7 +9,6 @@ Retries (a failed trial restarted from its checkpoint) are counted and saved to
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ray.tune import Callback
+
+from .selection import select_best
 
 __all__ = ["ProgressCallback", "classify"]
 
@@ -42,11 +43,24 @@ class ProgressCallback(Callback):
         self._t0 = time.time()
         self._last_line = ""
         self._last_print = 0.0
+        self._elapsed0 = 0.0  # time spent before a resume
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_stream"] = None
         return d
+
+    # --- Tune's experiment snapshot: a resumed experiment counts on from here -----------
+    def get_state(self) -> dict:
+        return {"status": dict(self.status), "best": self.best, "best_trial": self.best_trial,
+                "retries": dict(self.retries), "elapsed": time.time() - self._t0}
+
+    def set_state(self, state: dict) -> None:
+        self.status = dict(state.get("status", {}))
+        self.best, self.best_trial = state.get("best"), state.get("best_trial")
+        for tid, n in state.get("retries", {}).items():
+            self.retries[tid] = max(n, self.retries.get(tid, 0))
+        self._elapsed0 = float(state.get("elapsed", 0.0))
 
     @property
     def stream(self) -> TextIO:
@@ -77,21 +91,24 @@ class ProgressCallback(Callback):
 
     # --- hooks ------------------------------------------------------------------------
     def setup(self, **info) -> None:
-        self._t0 = time.time()
-        self.retries.update(self._load_retries())
+        self._t0 = time.time() - self._elapsed0
+        for tid, n in self._load_retries().items():
+            self.retries[tid] = max(n, self.retries.get(tid, 0))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.running.add(trial.trial_id)
+        self.status.pop(trial.trial_id, None)  # running again (resumed errored trial)
         self._render(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._last[trial.trial_id] = result
-        v = result.get(self.metric)
         improved = False
-        if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("diverged"):
-            if self.best is None or (v > self.best if self.mode == "max" else v < self.best):
-                self.best, self.best_trial = float(v), trial.trial_id
-                improved = True
+        incumbent = ([{self.metric: self.best, "trial_id": self.best_trial}]
+                     if self.best is not None else [])
+        challenger = {**result, "trial_id": trial.trial_id}
+        if select_best(incumbent + [challenger], self.metric, self.mode) is challenger:
+            self.best, self.best_trial = float(result[self.metric]), trial.trial_id
+            improved = True
         # a result changes the printed line only through the best (counts change at trial
         # ends): skip building the line per result unless the view can change
         if improved or (self.enabled and self._stream_is_tty()):

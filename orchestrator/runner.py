@@ -35,7 +35,7 @@ from .selection import select_best  # noqa: E402
 from .spec import Experiment, load_experiment  # noqa: E402
 from .trials import trial_dirname_for  # noqa: E402
 
-__all__ = ["run", "resume", "Results", "build_tuner", "ExperimentInterrupted", "is_complete"]
+__all__ = ["ExperimentInterrupted", "Results", "build_tuner", "is_complete", "resume", "run"]
 
 log = logging.getLogger("archtune")
 SPEC_FILE = "experiment.yaml"

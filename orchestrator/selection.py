@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
-__all__ = ["select_best", "objective_value", "EXCLUDED_STATUSES"]
+__all__ = ["EXCLUDED_STATUSES", "objective_value", "select_best"]
 
 EXCLUDED_STATUSES = frozenset({"diverged", "errored", "duplicate", "interrupted"})
 

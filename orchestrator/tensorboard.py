@@ -19,12 +19,15 @@ writer is flushed at each trial end and closed at the experiment end.
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 from ray.tune import Callback
+
+from .selection import select_best
 
 __all__ = ["DEFAULT_METRICS", "TensorBoardCallback"]
 
@@ -145,10 +148,12 @@ class TensorBoardCallback(Callback):
         self.metrics = [metric] + [m for m in metrics if m != metric]
         self._writers: dict[str, _Writer] = {}
         self._exp: _Writer | None = None
-        self._started: set[str] = set()
-        self._ended: set[str] = set()
+        self._started: dict[str, dict] = {}   # trial id -> the hparams its session shows
+        self._ended: dict[str, int] = {}      # trial id -> session end status written
+        self._config_written = False
         self._best: float | None = None
         self._n_results = 0
+        self._elapsed0 = 0.0
         self._t0 = time.time()
 
     def __getstate__(self) -> dict:  # writers are process-local
@@ -156,12 +161,29 @@ class TensorBoardCallback(Callback):
         d["_writers"], d["_exp"] = {}, None
         return d
 
+    # --- Tune's experiment snapshot: a resumed experiment continues the same logs --------
+    def get_state(self) -> dict:
+        return {"started": dict(self._started), "ended": dict(self._ended),
+                "config_written": self._config_written, "best": self._best,
+                "n_results": self._n_results, "elapsed": time.time() - self._t0}
+
+    def set_state(self, state: dict) -> None:
+        self._started = dict(state.get("started", {}))
+        self._ended = dict(state.get("ended", {}))
+        self._config_written = bool(state.get("config_written"))
+        self._best = state.get("best")
+        self._n_results = int(state.get("n_results", 0))
+        self._elapsed0 = float(state.get("elapsed", 0.0))
+
     # --- writers --------------------------------------------------------------------------
     def _exp_writer(self) -> _Writer:
         if self._exp is None:
             from tensorboard.plugins.hparams import summary_v2 as hp
 
             self._exp = _Writer(self.logdir)
+            if self._config_written:  # before a resume
+                return self._exp
+            self._config_written = True
             hparams = []
             for name, spec in self.params.items():
                 dom = _domain(spec)
@@ -189,10 +211,29 @@ class TensorBoardCallback(Callback):
         # the experiment writer (and its HParams config) opens with the first trial: by then
         # the background import has overlapped the start of the trial actors
         _preload_writer_modules()
+        self._t0 = time.time() - self._elapsed0
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._ended.discard(trial.trial_id)  # running (again): its end is still to come
+        # running (again): a resumed errored trial, or a PBT trial with new hyperparameters.
+        # TensorBoard shows the FIRST session start/end of a run: drop the stale ones
+        stale = set()
+        if self._ended.pop(trial.trial_id, None) is not None:
+            stale.add(_END_TAG)
+        old = self._started.get(trial.trial_id)
+        if old is not None and old != self._hparams(trial):
+            stale.add(_START_TAG)
+            del self._started[trial.trial_id]
+        if stale:
+            self._close_trial_writer(trial)
+            _drop_events(self.logdir / _trial_name(trial), stale)
         self._start_session(trial)
+
+    def _hparams(self, trial) -> dict:
+        from spaces.compile.tune import strip_inactive
+
+        # inactive conditional parameters stay empty in the HParams table
+        return {k: _hparam_value(v) for k, v in strip_inactive(trial.config or {}).items()
+                if k in self.params}
 
     def _start_session(self, trial) -> None:
         if trial.trial_id in self._started:
@@ -200,12 +241,8 @@ class TensorBoardCallback(Callback):
         from tensorboard.plugins.hparams import summary_v2 as hp
 
         self._exp_writer()
-        self._started.add(trial.trial_id)
-        from spaces.compile.tune import strip_inactive
-
-        # inactive conditional parameters stay empty in the HParams table
-        hparams = {k: _hparam_value(v) for k, v in strip_inactive(trial.config or {}).items()
-                   if k in self.params}
+        hparams = self._hparams(trial)
+        self._started[trial.trial_id] = hparams
         self._trial_writer(trial).summary(hp.hparams_pb(hparams, trial_id=trial.trial_id))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -216,10 +253,11 @@ class TensorBoardCallback(Callback):
              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
              and k not in _SKIP and not k.startswith("config")],
             step)
-        v = result.get(self.metric)
-        if isinstance(v, (int, float)) and math.isfinite(v) and not result.get("duplicate"):
-            if self._best is None or (v > self._best if self.mode == "max" else v < self._best):
-                self._best = float(v)
+        incumbent = [{self.metric: self._best}] if self._best is not None else []
+        challenger = {**result}
+        winner = select_best(incumbent + [challenger], self.metric, self.mode)
+        if winner is not None and (winner is challenger or not challenger.get("duplicate")):
+            self._best = float(winner[self.metric])
             self._n_results += 1
             exp = self._exp_writer()
             exp.scalar(f"best/{self.metric}", self._best, self._n_results)
@@ -233,7 +271,7 @@ class TensorBoardCallback(Callback):
         from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
         self._start_session(trial)
-        self._ended.add(trial.trial_id)
+        self._ended[trial.trial_id] = int(status)
         info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
         md = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(
             session_end_info=info))
@@ -262,6 +300,34 @@ class TensorBoardCallback(Callback):
         if self._exp is not None:
             self._exp.close()
             self._exp = None
+
+
+_START_TAG = "_hparams_/session_start_info"
+_END_TAG = "_hparams_/session_end_info"
+
+
+def _drop_events(run_dir: Path, tags: set[str]) -> None:
+    """Rewrite the event files of ``run_dir`` as one file without the summaries tagged
+    ``tags`` (TensorBoard keeps the first HParams session start/end of a run it reads)."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    files = sorted(run_dir.glob("events.out.tfevents.*"))
+    if not files:
+        return
+    keep = [ev for f in files for ev in LegacyEventFileLoader(str(f)).Load()
+            if not ev.HasField("file_version")
+            and not any(v.tag in tags for v in ev.summary.value)]
+    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+        w = EventFileWriter(tmp)
+        for ev in keep:
+            w.add_event(ev)
+        w.close()
+        for f in files:
+            f.unlink()
+        # under the first file's name: TensorBoard reads a run's files in name order, and
+        # the events written after this rewrite must come after the rewritten ones
+        next(Path(tmp).iterdir()).rename(files[0])
 
 
 def _trial_name(trial) -> str:

@@ -43,3 +43,37 @@ def test_min_mode_and_diverged_results_never_best():
     cb.on_trial_result(0, [t], t, {"val_loss": 1e-9, "diverged": 1})
     cb.on_trial_result(0, [t], t, {"val_loss": 0.2})
     assert cb.best == 0.2
+
+
+def test_a_resumed_experiment_counts_on_from_the_snapshot():
+    import pickle
+
+    cb = ProgressCallback("exp", "val_acc", "max", max_epochs=1, stream=io.StringIO(), total=4)
+    at_start = pickle.dumps(cb)  # what Tune keeps in tuner.pkl
+    trials = [_trial(t) for t in "abcd"]
+    for t in trials[:3]:
+        cb.on_trial_start(0, trials, t)
+        t.last_result = {"val_acc": 0.5 + 0.1 * "abc".index(t.trial_id), "training_iteration": 1}
+        cb.on_trial_result(0, trials, t, t.last_result)
+        cb.on_trial_complete(0, trials, t)
+    state = pickle.loads(pickle.dumps(cb.get_state()))  # Tune's experiment snapshot
+
+    resumed = pickle.loads(at_start)
+    resumed.set_state(state)
+    resumed.setup()
+    d = trials[3]
+    resumed.on_trial_start(0, trials, d)
+    d.last_result = {"val_acc": 0.6, "training_iteration": 1}
+    resumed.on_trial_result(0, trials, d, d.last_result)
+    resumed.on_trial_complete(0, trials, d)
+    line = resumed.line([])
+    assert line.startswith("[exp] 4/4 done"), line
+    assert "best val_acc=0.7 (c)" in line, line
+
+
+def test_duplicates_never_become_best():
+    cb = ProgressCallback("exp", "val_acc", "max", max_epochs=1, stream=io.StringIO())
+    a, b = _trial("a"), _trial("b")
+    cb.on_trial_result(0, [a, b], a, {"val_acc": 0.5})
+    cb.on_trial_result(0, [a, b], b, {"val_acc": 0.5, "duplicate": 1})
+    assert cb.best_trial == "a"

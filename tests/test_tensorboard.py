@@ -3,6 +3,8 @@ parameter of the space (conditional ones included), read back with tensorboard's
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 from types import SimpleNamespace
 
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_multiplexer
@@ -162,3 +164,85 @@ def test_no_flush_per_result_and_trial_writers_close_at_trial_end(tmp_path, monk
     ea = event_accumulator.EventAccumulator(str(tmp_path))
     ea.Reload()
     assert abs(ea.Scalars("best/val_acc")[-1].value - 0.4) < 1e-6
+
+
+def _sessions(logdir: Path):
+    """run -> (session start hparams, session end status) as TensorBoard reads them."""
+    mux = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(hp_metadata.PLUGIN_NAME)
+    out = {}
+    for run, tags in content.items():
+        if hp_metadata.SESSION_START_INFO_TAG not in tags:
+            continue
+        start = hp_metadata.parse_session_start_info_plugin_data(
+            tags[hp_metadata.SESSION_START_INFO_TAG])
+        end = tags.get(hp_metadata.SESSION_END_INFO_TAG)
+        status = hp_metadata.parse_session_end_info_plugin_data(end).status if end else None
+        out[run] = (start.hparams, status)
+    return out, content
+
+
+def test_errored_then_completed_trial_shows_success_and_pbt_shows_new_hparams(tmp_path):
+    from tensorboard.plugins.hparams import api_pb2
+
+    cb = TensorBoardCallback(tmp_path, load_space(TOY_SPACE), "val_acc", "max")
+    cb.setup()
+    t0 = _trial("t0", {"x": 0.1, "opt": "a", "depth": 1, "lr": 0.01})
+    t1 = _trial("t1", {"x": 0.5, "opt": "a", "depth": 2, "lr": 0.01})
+    for t in (t0, t1):
+        cb.on_trial_start(0, [t0, t1], t)
+        cb.on_trial_result(0, [t0, t1], t, {"epoch": 1, "val_acc": 0.3})
+    cb.on_trial_error(0, [t0, t1], t0)
+    assert _sessions(tmp_path)[0]["t0"][1] == api_pb2.STATUS_FAILURE
+    cb.on_trial_start(0, [t0, t1], t0)  # resumed errored trial
+    cb.on_trial_result(0, [t0, t1], t0, {"epoch": 2, "val_acc": 0.5})
+    cb.on_trial_complete(0, [t0, t1], t0)
+    t1.config = {**t1.config, "lr": 0.02, "x": 0.4}  # a PBT exploit + explore
+    cb.on_trial_start(0, [t0, t1], t1)
+    cb.on_trial_result(0, [t0, t1], t1, {"epoch": 2, "val_acc": 0.4})
+    cb.on_trial_complete(0, [t0, t1], t1)
+    cb.on_experiment_end([t0, t1])
+    sessions, _ = _sessions(tmp_path)
+    assert sessions["t0"][1] == api_pb2.STATUS_SUCCESS
+    assert sessions["t1"][0]["lr"].number_value == 0.02
+    assert sessions["t1"][0]["x"].number_value == 0.4
+    for tid in ("t0", "t1"):  # every scalar kept through the rewrite
+        ea = event_accumulator.EventAccumulator(str(tmp_path / tid))
+        ea.Reload()
+        assert [e.step for e in ea.Scalars("val_acc")] == [1, 2]
+
+
+def test_state_survives_a_resume(tmp_path):
+    import pickle
+
+    space = load_space(TOY_SPACE)
+    cb = TensorBoardCallback(tmp_path, space, "val_acc", "max")
+    pickled_at_start = pickle.dumps(cb)  # what Tune keeps in tuner.pkl
+    cb.setup()
+    t0 = _trial("t0", {"x": 0.1, "opt": "a", "depth": 1, "lr": 0.01})
+    cb.on_trial_start(0, [t0], t0)
+    cb.on_trial_result(0, [t0], t0, {"epoch": 1, "val_acc": 0.8})
+    cb.on_trial_complete(0, [t0], t0)
+    state = pickle.loads(pickle.dumps(cb.get_state()))  # Tune's experiment snapshot
+    cb.on_experiment_end([t0])
+
+    restored = pickle.loads(pickled_at_start)
+    restored.set_state(state)
+    restored.setup()
+    t1 = _trial("t1", {"x": 0.5, "opt": "a", "depth": 2, "lr": 0.01})
+    restored.on_trial_start(0, [t0, t1], t1)
+    restored.on_trial_result(0, [t0, t1], t1, {"epoch": 1, "val_acc": 0.5})
+    restored.on_trial_complete(0, [t0, t1], t1)
+    restored.on_experiment_end([t0, t1])
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    configs = [ev for f in tmp_path.glob("events.out.tfevents.*")
+               for ev in LegacyEventFileLoader(str(f)).Load()
+               if any(v.tag == hp_metadata.EXPERIMENT_TAG for v in ev.summary.value)]
+    assert len(configs) == 1  # one HParams config, though the experiment writer reopened
+    ea = event_accumulator.EventAccumulator(str(tmp_path))
+    ea.Reload()
+    best = ea.Scalars("best/val_acc")
+    assert [e.value for e in best] == pytest.approx([0.8, 0.8])  # not restarted at 0.5
+    assert [e.step for e in best] == [1, 2]
