@@ -527,7 +527,7 @@ DATA_AUGMENTATION = Knob("data-augmentation", "choice", "none", "augmentation op
                          "training transform", choices=AUGMENTATIONS)
 AUTO_AUGMENT = Knob("auto-augment", "choice", "v0", "AutoAugment policy (data-augmentation "
                     "auto-augment)", choices=AUTO_AUGMENT_POLICIES)
-RA_NUM_OPS = _i("ra-num-ops", 2, "RandAugment: ops per image")
+RA_NUM_OPS = _i("ra-num-ops", 2, "RandAugment: ops per image", low=1)
 RA_MAGNITUDE = _i("ra-magnitude", 9, "RandAugment: magnitude on torchvision's 31-bin scale",
                   high=30)
 # data & run settings
