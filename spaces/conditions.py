@@ -82,6 +82,11 @@ class Condition:
     def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
         raise NotImplementedError
 
+    def _vkey(self) -> Any:
+        """A hashable key equal for conditions that hold on the same configurations whatever
+        their child (used to share activity masks between siblings)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class _Simple(Condition):
@@ -136,6 +141,9 @@ class _Simple(Condition):
     def _values(self) -> tuple:
         return (self.value,)
 
+    def _vkey(self) -> Any:
+        return (self._kind, self.parent, choice_key(self.value))
+
     def _compile(self, params: Mapping[str, Param]) -> Callable[[Mapping], bool]:
         p = params[self.parent]
         name, op = self.parent, self._op
@@ -149,6 +157,11 @@ class _Simple(Condition):
     def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
         p = params[self.parent]
         name, op = self.parent, self._op
+        if self._kind in ("equals", "not_equals"):
+            member = p._column_member((self.value,))
+            if self._kind == "equals":
+                return lambda cols, masks: _and_mask(member(cols[name]), masks[name])
+            return lambda cols, masks: _and_mask(~member(cols[name]), masks[name])
         if not p.contains(self.value):
             return lambda cols, masks: np.zeros(len(cols[name]), dtype=bool)
         ref = p._column_of(self.value)
@@ -224,16 +237,18 @@ class In(Condition):
     def _values(self) -> tuple:
         return self.values
 
+    def _vkey(self) -> Any:
+        return ("in", self.parent, tuple(choice_key(v) for v in self.values))
+
     def _compile(self, params: Mapping[str, Param]) -> Callable[[Mapping], bool]:
         name = self.parent
         keys = frozenset(choice_key(v) for v in self.values)
         return lambda c: name in c and choice_key(c[name]) in keys
 
     def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
-        p = params[self.parent]
+        member = params[self.parent]._column_member(self.values)
         name = self.parent
-        refs = [p._column_of(v) for v in self.values if p.contains(v)]
-        return lambda cols, masks: _and_mask(np.isin(cols[name], refs), masks[name])
+        return lambda cols, masks: _and_mask(member(cols[name]), masks[name])
 
 
 @dataclass(frozen=True, init=False)
@@ -274,6 +289,9 @@ class _Conj(Condition):
         for c in self.conditions:
             errs.extend(c._check(params))
         return errs
+
+    def _vkey(self) -> Any:
+        return (self._kind, tuple(c._vkey() for c in self.conditions))
 
     def __str__(self) -> str:
         sep = " && " if self._kind == "and" else " || "

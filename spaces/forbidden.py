@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from spaces.errors import SpaceError
-from spaces.params import Constant, Param
+from spaces.params import Constant, Float, Int, Param
 from spaces.values import choice_key, py_value
 
 __all__ = ["Forbidden", "ForbiddenEquals", "ForbiddenIn", "ForbiddenAnd", "ForbiddenRelation",
@@ -86,16 +86,12 @@ def _check_values(fb: Forbidden, name: str, values: Iterable, params: Mapping[st
 
 def _vmember(p: Param, name: str, values: Iterable) -> Callable:
     """Vector test ``active(name) and config[name] in values`` on drawn columns."""
-    refs = [p._column_of(v) for v in values if p.contains(v)]
+    member = p._column_member(values)
 
     def run(cols, masks):
-        col = cols[name]
-        hit = col == refs[0] if len(refs) == 1 else np.isin(col, refs)
+        hit = member(cols[name])
         mask = masks[name]
         return hit if mask is None else hit & mask
-
-    if not refs:
-        return lambda cols, masks: np.zeros(len(cols[name]), dtype=bool)
     return run
 
 
@@ -238,6 +234,20 @@ class ForbiddenRelation(Forbidden):
             return bool(RELATION_OPS[self.op](config[self.left], config[self.right]))
         except TypeError:
             return False
+
+    def _vcompile(self, params):
+        kinds = (Int, Float)
+        if not (isinstance(params[self.left], kinds) and isinstance(params[self.right], kinds)):
+            return None
+        op, left, right = RELATION_OPS[self.op], self.left, self.right
+
+        def run(cols, masks):
+            out = op(cols[left], cols[right])
+            for m in (masks[left], masks[right]):
+                if m is not None:
+                    out &= m
+            return out
+        return run
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"

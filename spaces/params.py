@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -62,12 +62,29 @@ class Param:
     def _draw_column(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _column_values(self, col: np.ndarray) -> np.ndarray:
-        return col.astype(object)
+    def _column_list(self, col: np.ndarray) -> list:
+        """The Python values of a drawn column."""
+        return col.tolist()
 
     def _column_of(self, v: Any) -> float:
         """Map a value to the numeric-column representation used in vector conditions."""
         return v
+
+    def _column_member(self, values: Iterable[Any]) -> Callable[[np.ndarray], np.ndarray]:
+        """``col -> bool array``: which drawn values are among ``values`` (values outside the
+        domain never match)."""
+        refs = [self._column_of(v) for v in values if self.contains(v)]
+        if not refs:
+            return lambda col: np.zeros(len(col), dtype=bool)
+        if isinstance(self, (ChoiceParam, Constant)):
+            table = np.zeros(self.cardinality, dtype=bool)
+            table[refs] = True
+            return lambda col: table[col]
+        if len(refs) == 1:
+            ref = refs[0]
+            return lambda col: col == ref
+        arr = np.asarray(refs)
+        return lambda col: np.isin(col, arr)
 
     def to_dict(self) -> dict:
         raise NotImplementedError
@@ -135,8 +152,8 @@ class ChoiceParam(Param):
     def normalize(self, v: Any) -> Any:
         return self._choices[self.index(v)]
 
-    def _column_values(self, col: np.ndarray) -> np.ndarray:
-        return self._obj[col]
+    def _column_list(self, col: np.ndarray) -> list:
+        return self._obj[col].tolist()
 
     def _column_of(self, v: Any) -> float:
         return self.index(v)
@@ -340,7 +357,7 @@ class Int(Param):
     def _draw_column(self, u: np.ndarray) -> np.ndarray:
         if self.log:
             v = np.rint(np.exp(self._lo + u * (self._hi - self._lo))).astype(np.int64)
-            return np.clip(v, self.low, self.high)
+            return np.minimum(np.maximum(v, self.low, out=v), self.high, out=v)
         return self.low + self.step * (u * self._card).astype(np.int64)
 
     def to_dict(self) -> dict:
@@ -466,7 +483,8 @@ class Float(Param):
         if self.step is not None:
             return np.round(self.low + self.step * (u * self._card).astype(np.int64), 12)
         if self.log:
-            return np.clip(np.exp(self._lo + u * (self._hi - self._lo)), self.low, self.high)
+            v = np.exp(self._lo + u * (self._hi - self._lo))
+            return np.minimum(np.maximum(v, self.low, out=v), self.high, out=v)
         return self.low + u * (self.high - self.low)
 
     def to_dict(self) -> dict:
@@ -532,10 +550,8 @@ class Constant(Param):
     def _draw_column(self, u: np.ndarray) -> np.ndarray:
         return np.zeros(len(u), dtype=np.int64)
 
-    def _column_values(self, col: np.ndarray) -> np.ndarray:
-        out = np.empty(len(col), dtype=object)
-        out[:] = [self.value] * len(col)
-        return out
+    def _column_list(self, col: np.ndarray) -> list:
+        return [self.value] * len(col)
 
     def _column_of(self, v: Any) -> float:
         return 0

@@ -34,6 +34,7 @@ from typing import Any, Mapping
 
 from spaces import core
 from spaces.errors import SpaceError
+from spaces.values import choice_key
 from spaces.formats.problems import Problems, build_space
 from spaces.formats.textio import (
     dump_json, dump_yaml, load_json, load_yaml, read_text, source_of, to_hashable, to_plain, write_text,
@@ -135,6 +136,8 @@ def from_dict(data: Any, source: str | None = None) -> core.SearchSpace:
         if fs is not None:
             forbiddens.extend(fs)
     problems.raise_if_any()
+    conditional = {c.child for c in conditions}
+    conditions = [restore_not_equals(c, params, conditional) for c in conditions]
     return build_space(src, params.values(), conditions, forbiddens,
                        name=str(data.get("name") or ""))
 
@@ -332,10 +335,10 @@ def to_dict(space: core.SearchSpace) -> dict:
     conditions = []
     for child, cs in by_child.items():
         if len(cs) == 1:
-            conditions.append(condition_to_dict(cs[0]))
+            conditions.append(condition_to_dict(cs[0], space))
         else:
             conditions.append({"type": "AND", "child": child,
-                               "conditions": [condition_to_dict(c) for c in cs]})
+                               "conditions": [condition_to_dict(c, space) for c in cs]})
     return to_plain({
         "name": space.name or None,
         "hyperparameters": [hyperparameter_to_dict(p) for p in space.params.values()],
@@ -400,17 +403,62 @@ def hyperparameter_to_dict(p: core.Param) -> dict:
     raise SpaceError(f"parameter {p.name!r}: type {type(p).__name__} cannot be written")
 
 
-def condition_to_dict(c: Any) -> dict:
+def condition_to_dict(c: Any, space: core.SearchSpace | None = None) -> dict:
+    """One condition as a ConfigSpace dict. With ``space``, a ``NotEquals`` whose parent can be
+    inactive is written as an ``IN`` over the parent's other values (an ``OR`` of ``LT`` and
+    ``GT`` for a continuous parent): ConfigSpace 1.x treats ``NEQ`` on an inactive parent as
+    satisfied when it samples and validates, archtune (and ConfigSpace's own default
+    configuration) as false; the rewritten form is false on an inactive parent in both."""
     kind = type(c).__name__
     if kind in ("And", "Or"):
         return {"type": kind.upper(), "child": c.child,
-                "conditions": [condition_to_dict(s) for s in sub_conditions(c)]}
+                "conditions": [condition_to_dict(s, space) for s in sub_conditions(c)]}
     if kind == "In":
         return {"type": "IN", "child": c.child, "parent": c.parent, "values": list(c.values)}
+    if kind == "NotEquals" and space is not None and space.parents_of(c.parent):
+        return _not_equals_to_dict(c, space.params[c.parent])
     inv = {v: k for k, v in _COND_CLASSES.items()}
     if kind in inv:
         return {"type": inv[kind], "child": c.child, "parent": c.parent, "value": c.value}
     raise SpaceError(f"parameter {c.child!r}: condition type {kind} cannot be written")
+
+
+def _not_equals_to_dict(c: Any, parent: core.Param) -> dict:
+    base = {"child": c.child, "parent": c.parent}
+    if parent.is_discrete and parent.cardinality <= MAX_GRID:
+        others = [v for v in parent.values if not _same(v, c.value)]
+        if others:
+            return {"type": "IN", **base, "values": others}
+        return {"type": "AND", "child": c.child, "conditions": [
+            {"type": "EQ", **base, "value": c.value}, {"type": "NEQ", **base, "value": c.value}]}
+    return {"type": "OR", "child": c.child, "conditions": [
+        {"type": "LT", **base, "value": c.value}, {"type": "GT", **base, "value": c.value}]}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return choice_key(a) == choice_key(b)
+
+
+def restore_not_equals(c: Any, params: Mapping[str, core.Param],
+                       conditional: set[str]) -> Any:
+    """The inverse of the ``NotEquals`` rewriting in :func:`condition_to_dict`: an ``IN`` over
+    all values but one, or ``LT v || GT v``, on a parent that can be inactive, read back as
+    ``NotEquals`` (the same condition)."""
+    if isinstance(c, core.In) and c.parent in conditional:
+        p = params[c.parent]
+        if p.is_discrete and p.cardinality <= MAX_GRID and p.cardinality == len(c.values) + 1:
+            missing = [v for v in p.values if not any(_same(v, x) for x in c.values)]
+            if len(missing) == 1:
+                return core.NotEquals(c.child, c.parent, missing[0])
+        return c
+    if isinstance(c, core.Or) and len(c.conditions) == 2:
+        a, b = c.conditions
+        if {type(a), type(b)} == {core.LessThan, core.GreaterThan} and a.parent == b.parent \
+                and a.value == b.value and a.parent in conditional:
+            return core.NotEquals(c.child, a.parent, a.value)
+    if isinstance(c, (core.And, core.Or)):
+        return type(c)(*[restore_not_equals(s, params, conditional) for s in c.conditions])
+    return c
 
 
 def forbidden_to_dict(f: Any) -> dict:
