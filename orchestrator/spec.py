@@ -14,149 +14,234 @@ An experiment file looks like::
     num_samples: 12
     max_epochs: 5
 
-Every unknown key and every wrongly typed value is rejected with a :class:`SpecError` that
-names the file, the dotted key and what would be valid.
+Validation happens in three places, cheapest first, like Optuna's distributions:
+
+1. each spec object checks its own fields when it is built (the ``_OPTIONS`` tables: type,
+   range, choices; a sub-spec's own rules such as "storage needs the tpe searcher");
+2. :meth:`Experiment.validate` runs the cross-field rules (:data:`_RULES`, small named checks);
+3. then what needs the space, the trainer or the data section (:data:`_SPACE_RULES`,
+   :data:`_TRAINER_RULES`, :func:`_check_data`).
+
+Every unknown key and every invalid value is one :class:`SpecError` that names the file, the
+dotted key and what would be valid. Validating a file imports neither Ray nor Optuna.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import math
+import re
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from spaces.errors import ArchtuneError
+from orchestrator.constraints import parse_constraint
 from orchestrator.errors import SpecError
-from orchestrator.registries import SCHEDULERS as _SCHEDULER_REGISTRY
-from orchestrator.registries import SEARCHERS as _SEARCHER_REGISTRY
-
-from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,
-                         type_name, unknown_key)
+from orchestrator.mutations import pbt_mutations
+from orchestrator.registries import SCHEDULERS, SEARCHERS
+from orchestrator.validation import (Option, check_options, check_type, key_error, located,
+                                     read_yaml, require_mapping, spec_to_dict, type_name,
+                                     unknown_key)
+from spaces.errors import ArchtuneError
 
 __all__ = [
     "Experiment",
-    "SearcherSpec",
-    "SchedulerSpec",
     "ResourcesSpec",
+    "SchedulerSpec",
+    "SearcherSpec",
     "SpecError",
-    "SEARCHERS",
-    "SCHEDULERS",
-    "SCHEDULER_OPTIONS",
     "load_experiment",
+    "object_reference",
+    "scheduler_options",
 ]
 
-SEARCHERS = tuple(_SEARCHER_REGISTRY.list())
-SCHEDULERS = tuple(_SCHEDULER_REGISTRY.list())
-
-# Options each scheduler accepts (value: expected type). max_t is always max_epochs.
-_NUM = (int, float)
 _NONE = type(None)
-SCHEDULER_OPTIONS: dict[str, dict[str, Any]] = {
-    "fifo": {},
-    "asha": {"grace_period": int, "reduction_factor": _NUM, "brackets": int},
-    "hyperband": {"reduction_factor": _NUM},
-    "median": {"grace_period": _NUM, "min_samples_required": int, "hard_stop": bool},
-    "pbt": {
-        "perturbation_interval": int,
-        "burn_in_period": int,
-        "quantile_fraction": float,
-        "resample_probability": float,
-        "perturbation_factors": list,
-        "synch": bool,
-    },
-    "pb2": {  # Ray's PB2 has no burn_in_period
-        "perturbation_interval": int,
-        "quantile_fraction": float,
-        "synch": bool,
-    },
-}
-
-_PIP_NAMES = {"sklearn": "scikit-learn", "GPy": "GPy"}
-
-
-def _pb2_missing_dependency() -> str | None:
-    """The pip name of what the installed Ray's PB2 cannot import (scikit-learn in current
-    Ray, GPy in releases before ray-project/ray#59152), or ``None`` when PB2 is usable."""
-    try:
-        import ray.tune.schedulers.pb2_utils  # noqa: F401 - imports PB2's GP library
-    except ImportError as exc:
-        name = (exc.name or "").split(".")[0] or "GPy"
-        return _PIP_NAMES.get(name, name)
-    return None
-
-
-# metric -> direction it only makes sense to optimise in
+# metric -> the only direction it makes sense to optimise it in
 _KNOWN_METRIC_MODES = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
-_TRAINER_ALIASES = ("finetune", "nas")
+_PIP_NAMES = {"sklearn": "scikit-learn"}
 
 
+def scheduler_options(scheduler_type: str) -> Mapping[str, Option]:
+    """The options a registered scheduler accepts (its ``options`` registry metadata)."""
+    return SCHEDULERS.meta(scheduler_type).get("options", {})
+
+
+def _registered(registry: Any, key: str, value: str) -> None:
+    if value not in registry:
+        close = difflib.get_close_matches(str(value), registry.list(), n=2, cutoff=0.4)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise key_error(None, key, f"{value!r} is not valid{hint} Valid: "
+                                   f"{', '.join(registry.list())}")
+
+
+# ---------------------------------------------------------------------------------- sub-specs
 @dataclass(frozen=True, kw_only=True)
 class SearcherSpec:
-    """How configurations are proposed: ``random`` (the space's seeded sampler, duplicates
-    reused), ``grid`` (every distinct valid config, at most ``max_grid_size``) or ``tpe``
-    (Optuna TPE, define-by-run; trials stopped by a scheduler are told to Optuna as PRUNED)."""
+    """How configurations are proposed (``type``: a name in
+    :data:`orchestrator.registries.SEARCHERS`). ``random``: the space's seeded sampler,
+    duplicates reused; ``grid``: every distinct valid config, at most ``max_grid_size``;
+    ``tpe``: Optuna TPE, define-by-run (trials stopped by a scheduler are told as PRUNED;
+    ``storage`` an Optuna storage URL such as ``sqlite:///study.db``); ``quick``: warm start
+    then a learning-curve model; ``evolution``/``local``: see :mod:`orchestrator.evolution`
+    (``objectives`` ``[[metric, max|min], ...]``, two or more: NSGA-II; ``constraints``
+    ``["params <= 2e5", ...]``).
+
+    Raises:
+        SpecError: naming ``searcher.<field>`` for an invalid value.
+    """
 
     type: str = "quick"
     seed: int | None = None
     n_startup_trials: int = 10
-    storage: str | None = None  # optuna storage URL, e.g. sqlite:///study.db (optuna-dashboard)
+    storage: str | None = None
     study_name: str | None = None
     multivariate: bool = False
     max_grid_size: int = 10_000
-    # evolution / local (orchestrator.evolution)
     population_size: int = 20
     sample_size: int = 5
     mutation_prob: float = 0.2
     crossover_prob: float = 0.0
-    objectives: tuple = ()      # [[metric, max|min], ...]: NSGA-II with two or more
-    constraints: tuple = ()     # ["params <= 2e5", ...]
+    objectives: tuple = ()
+    constraints: tuple = ()
     max_steps: int = 50
+
+    _OPTIONS = {
+        "type": Option(str), "seed": Option((int, _NONE)), "n_startup_trials": Option(int, low=0),
+        "storage": Option((str, _NONE)), "study_name": Option((str, _NONE)),
+        "multivariate": Option(bool), "max_grid_size": Option(int, low=1),
+        "population_size": Option(int, low=2), "sample_size": Option(int, low=1),
+        "mutation_prob": Option(float, low=0, high=1), "crossover_prob": Option(float, low=0, high=1),
+        "objectives": Option((list, tuple)), "constraints": Option((list, tuple)),
+        "max_steps": Option(int, low=1),
+    }
 
     def __post_init__(self) -> None:
         for name in ("objectives", "constraints"):
-            object.__setattr__(self, name, tuple(
-                tuple(v) if isinstance(v, list) else v for v in getattr(self, name)))
-
-    _TYPES = {"type": str, "seed": (int, _NONE), "n_startup_trials": int,
-              "storage": (str, _NONE), "study_name": (str, _NONE),
-              "multivariate": bool, "max_grid_size": int, "population_size": int,
-              "sample_size": int, "mutation_prob": float, "crossover_prob": float,
-              "objectives": list, "constraints": list, "max_steps": int}
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(
+                    tuple(v) if isinstance(v, list) else v for v in value))
+        check_options(self, self._OPTIONS, "searcher.")
+        _registered(SEARCHERS, "searcher.type", self.type)
+        if self.storage is not None:
+            if "://" not in self.storage:
+                raise key_error(None, "searcher.storage", f"must be an Optuna storage URL such "
+                                f"as 'sqlite:///study.db', got {self.storage!r}")
+            if self.type != "tpe":
+                raise key_error(None, "searcher.storage", "is only used by searcher type 'tpe'")
+        if self.sample_size > self.population_size:
+            raise key_error(None, "searcher.sample_size",
+                            f"must be in 1..population_size ({self.population_size})")
+        for i, obj in enumerate(self.objectives):
+            if not (isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str)
+                    and obj[1] in ("max", "min")):
+                raise key_error(None, f"searcher.objectives.{i}",
+                                f"expected [metric, max|min], got {obj!r}")
+        for i, text in enumerate(self.constraints):
+            try:
+                parse_constraint(text)
+            except SpecError as e:
+                raise key_error(None, f"searcher.constraints.{i}", str(e)) from None
 
 
 @dataclass(frozen=True, kw_only=True)
 class SchedulerSpec:
-    """When trials stop or are perturbed. ``options`` holds the scheduler's own knobs
-    (see ``SCHEDULER_OPTIONS``); ``max_t`` is always the experiment's ``max_epochs``."""
+    """When trials stop or are perturbed (``type``: a name in
+    :data:`orchestrator.registries.SCHEDULERS`). ``options`` holds the scheduler's own knobs
+    (:func:`scheduler_options`); ``max_t`` is always the experiment's ``max_epochs``.
+
+    Raises:
+        SpecError: naming ``scheduler.type`` or ``scheduler.options.<name>``.
+    """
 
     type: str = "fifo"
     options: Mapping[str, Any] = field(default_factory=dict)
 
-    _TYPES = {"type": str, "options": dict}
+    _OPTIONS = {"type": Option(str), "options": Option((dict, Mapping))}
+
+    def __post_init__(self) -> None:
+        check_options(self, self._OPTIONS, "scheduler.")
+        _registered(SCHEDULERS, "scheduler.type", self.type)
+        allowed = scheduler_options(self.type)
+        for k, v in self.options.items():
+            if k not in allowed:
+                raise unknown_key(None, f"scheduler.options.{k}", list(allowed) or ["(none)"])
+            allowed[k].check(f"scheduler.options.{k}", v)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ResourcesSpec:
-    """Resources per trial; ``gpu`` may be fractional (0.5 = two trials share a GPU)."""
+    """Resources per trial; ``gpu`` may be fractional (0.5 = two trials share a GPU) below 1,
+    a whole number above.
+
+    Raises:
+        SpecError: naming ``resources.cpu`` or ``resources.gpu``.
+    """
 
     cpu: float = 1.0
     gpu: float = 0.0
 
-    _TYPES = {"cpu": float, "gpu": float}
+    _OPTIONS = {"cpu": Option(float, low=0, low_open=True), "gpu": Option(float, low=0)}
+
+    def __post_init__(self) -> None:
+        check_options(self, self._OPTIONS, "resources.")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise key_error(None, "resources.gpu",
+                            f"fractional GPUs must be < 1 (or a whole number), got {self.gpu}")
+        object.__setattr__(self, "cpu", float(self.cpu))
+        object.__setattr__(self, "gpu", float(self.gpu))
 
 
 _SUB_SPECS = {"searcher": SearcherSpec, "scheduler": SchedulerSpec, "resources": ResourcesSpec}
 
 
+def _sub_from_dict(cls: type, d: Mapping[str, Any], prefix: str) -> Any:
+    """A sub-spec from its YAML mapping; flat scheduler options (``scheduler: {type: asha,
+    grace_period: 1}``) are moved under ``options``."""
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in valid:
+            kwargs[key] = value
+        elif cls is SchedulerSpec:
+            extra[key] = value
+        else:
+            raise unknown_key(None, f"{prefix}.{key}", valid)
+    if extra:
+        typ = kwargs.get("type", "fifo")
+        allowed = list(scheduler_options(typ)) if typ in SCHEDULERS else []
+        for k in extra:
+            if k not in allowed:
+                raise unknown_key(None, f"{prefix}.{k}", valid + allowed)
+        kwargs["options"] = {**dict(kwargs.get("options") or {}), **extra}
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------- experiment
+def _check_name(name: str) -> None:
+    if not name or any(c in name for c in "/\\") or name.strip() != name:
+        raise key_error(None, "name", f"must be a non-empty folder name without '/', got {name!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Experiment:
     """One HPO/NAS experiment. Build it in Python (``Experiment(name=..., space=...)``) or
-    from YAML (:meth:`from_yaml`); :meth:`validate` checks everything that can be checked
-    before Ray starts (the space loads, fixed values are in it, the trainer resolves, ...)."""
+    from YAML (:meth:`from_yaml`). Construction checks every field (types, ranges, the
+    sub-specs; ``searcher``/``scheduler``/``resources`` may be given as mappings);
+    :meth:`validate` checks everything else that can be checked before Ray starts (the space
+    loads, fixed values are in it, the trainer resolves, the data section is valid, ...).
+
+    Raises:
+        SpecError: naming the file (``source``), the dotted key and what would be valid.
+    """
 
     name: str
     space: Any = None  # library name | file path | inline dict (default: network / trainer's)
@@ -179,54 +264,77 @@ class Experiment:
     # where the spec came from (not part of the YAML); relative paths resolve against it
     source: str | None = field(default=None, compare=False, repr=False)
 
-    _TYPES = {"name": str, "space": (str, dict), "fixed": dict, "trainer": str, "data": dict,
-              "network": (str, dict),
-              "metric": str, "mode": str, "searcher": dict, "scheduler": dict,
-              "num_samples": int, "max_concurrent": (int, _NONE), "resources": dict,
-              "max_epochs": int, "time_budget_s": (float, _NONE), "storage": str,
-              "max_failures": int, "seed": int}
+    # YAML types of every key; ranges of the scalar ones (checked on construction)
+    _OPTIONS = {
+        "name": Option(str), "space": Option((str, dict)), "fixed": Option(dict),
+        "trainer": Option(str), "network": Option((str, dict)), "data": Option(dict),
+        "metric": Option(str), "mode": Option(str, choices=("min", "max")),
+        "searcher": Option(dict), "scheduler": Option(dict), "resources": Option(dict),
+        "num_samples": Option(int, low=1), "max_concurrent": Option((int, _NONE), low=1),
+        "max_epochs": Option(int, low=1),
+        "time_budget_s": Option((float, _NONE), low=0, low_open=True),
+        "storage": Option(str), "max_failures": Option(int, low=-1), "seed": Option(int),
+    }
+    _SCALARS = ("name", "metric", "mode", "num_samples", "max_concurrent", "max_epochs",
+                "time_budget_s", "storage", "max_failures", "seed")
+
+    def __post_init__(self) -> None:
+        with located(self.source):
+            for key in self._SCALARS:
+                self._OPTIONS[key].check(key, getattr(self, key))
+            _check_name(self.name)
+            if not self.metric:
+                raise key_error(None, "metric", "must be a non-empty metric name reported by "
+                                                "the trainer")
+            for key in ("fixed", "data"):
+                if not isinstance(getattr(self, key), Mapping):
+                    raise key_error(None, key, f"expected a mapping, got {getattr(self, key)!r}")
+                object.__setattr__(self, key, dict(getattr(self, key)))
+            for key, cls in _SUB_SPECS.items():
+                value = getattr(self, key)
+                if isinstance(value, Mapping):
+                    object.__setattr__(self, key, _sub_from_dict(cls, value, key))
+                elif not isinstance(value, cls):
+                    raise key_error(None, key, f"expected a {cls.__name__} or a mapping, "
+                                               f"got {value!r}")
+            if self.time_budget_s is not None:
+                object.__setattr__(self, "time_budget_s", float(self.time_budget_s))
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str | Path | None = None,
                   validate: bool = True) -> "Experiment":
-        """Build from a plain mapping (as read from YAML); rejects unknown keys and types."""
+        """Build from a plain mapping (as read from YAML): unknown keys and wrong types are
+        rejected, then the fields are checked; ``validate`` also runs :meth:`validate`."""
         where = str(source) if source is not None else None
         require_mapping(d, where, "experiment")
         valid = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
-        kwargs: dict[str, Any] = {}
-        for key, value in d.items():
-            if key not in valid:
-                raise unknown_key(where, str(key), valid)
-            tp = cls._TYPES[key]
-            if not check_type(value, tp):
-                raise key_error(where, key, f"expected {type_name(tp)}, got {value!r} "
-                                       f"({type(value).__name__})")
-            if key in _SUB_SPECS:
-                value = _sub_from_dict(_SUB_SPECS[key], value, key, where)
-            elif key in ("fixed", "data"):
-                value = dict(value)
-            elif key == "time_budget_s" and value is not None:
-                value = float(value)
-            kwargs[key] = value
-        if "network" in kwargs:
-            kwargs.setdefault("trainer", "compose")
-        needs_space = "network" not in kwargs and ":" not in str(kwargs.get("trainer", ""))
-        for required in ("name", "space") if needs_space else ("name",):
-            if required not in kwargs:
-                raise key_error(where, required, "is required")
+        with located(where):
+            for key, value in d.items():
+                if key not in valid:
+                    raise unknown_key(None, str(key), valid)
+                tp = cls._OPTIONS[key].type
+                if not check_type(value, tp):
+                    raise key_error(None, key, f"expected {type_name(tp)}, got {value!r} "
+                                               f"({type(value).__name__})")
+            kwargs = dict(d)
+            if "network" in kwargs:
+                kwargs.setdefault("trainer", "compose")
+            needs_space = "network" not in kwargs and ":" not in str(kwargs.get("trainer", ""))
+            for required in ("name", "space") if needs_space else ("name",):
+                if required not in kwargs:
+                    raise key_error(None, required, "is required")
         exp = cls(**kwargs, source=where)
-        if validate:
-            exp.validate()
-        return exp
+        return exp.validate() if validate else exp
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Path, *, validate: bool = True) -> "Experiment":
-        """Read an experiment file (a path) or YAML text."""
+        """Read an experiment file (a path) or YAML text (a key given twice is an error)."""
         data, source = read_yaml(path_or_text, "experiment")
         return cls.from_dict(data, source=source, validate=validate)
 
     def to_dict(self) -> dict[str, Any]:
+        """The experiment as plain YAML/JSON-friendly values (sub-specs as mappings)."""
         return spec_to_dict(self, _plain)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
@@ -248,6 +356,7 @@ class Experiment:
         return text
 
     def replace(self, **changes: Any) -> "Experiment":
+        """A copy with ``changes`` applied (fields checked again)."""
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ derived values
@@ -266,44 +375,37 @@ class Experiment:
         """The search space with ``fixed`` applied (SpaceError becomes SpecError)."""
         from spaces.formats import load_space
 
-        where = self.source or "experiment"
-        spec = self.space
-        if isinstance(spec, str):
-            resolved = self._resolve_path(spec)
-            if resolved is not None:
-                spec = resolved
-        if spec is None:
-            spec = self._derived_space(where)
-        try:
-            space = load_space(spec)
-        except ArchtuneError as e:
-            raise key_error(where, "space", f"cannot load space {self.space!r}: {e}") from None
-        except (KeyError, ValueError, OSError) as e:
-            raise key_error(where, "space", f"cannot load space {self.space!r}: {e}") from None
-        if self.fixed:
-            names = list(space.params)
+        with located(self.source or "experiment"):
+            spec = self.space
+            if isinstance(spec, str):
+                spec = self._resolve_path(spec) or spec
+            if spec is None:
+                spec = self._derived_space()
+            try:
+                space = load_space(spec)
+            except (ArchtuneError, KeyError, ValueError, OSError) as e:
+                raise key_error(None, "space", f"cannot load space {self.space!r}: {e}") from None
+            if not self.fixed:
+                return space
             for k in self.fixed:
                 if k not in space:
-                    raise unknown_key(where, f"fixed.{k}", names)
+                    raise unknown_key(None, f"fixed.{k}", list(space.params))
             try:
-                space = space.with_fixed(dict(self.fixed))
+                return space.with_fixed(dict(self.fixed))
             except (ArchtuneError, ValueError) as e:
-                raise key_error(where, "fixed", f"value not in the space: {e}") from None
-        return space
+                raise key_error(None, "fixed", f"value not in the space: {e}") from None
 
-    def _derived_space(self, where: str):
+    def _derived_space(self):
         """The space of ``network`` or of a trainer that has one (a ``ModelSpace``)."""
         if self.network is not None:
-            return self._network_trainer(where).space
-        trainer = self.resolve_trainer()
-        space = getattr(trainer, "space", None)
+            return self._network_trainer().space
+        space = getattr(self.resolve_trainer(), "space", None)
         if space is None:
-            raise key_error(where, "space", f"is required: trainer {self.trainer!r} has no "
-                                            "space of its own (give a library name, a file or "
-                                            "a dict)")
+            raise key_error(None, "space", f"is required: trainer {self.trainer!r} has no space "
+                                           "of its own (give a library name, a file or a dict)")
         return space
 
-    def _network_trainer(self, where: str):
+    def _network_trainer(self):
         from trainers.compose.trainer import NetworkTrainer
 
         net = self.network
@@ -312,7 +414,7 @@ class Experiment:
         try:
             return NetworkTrainer(net)
         except ArchtuneError as e:
-            raise key_error(where, "network", str(e)) from None
+            raise key_error(None, "network", str(e)) from None
 
     def storage_root(self) -> str:
         """Absolute storage path (URIs are returned unchanged)."""
@@ -320,207 +422,226 @@ class Experiment:
             return self.storage
         p = Path(self.storage).expanduser()
         if not p.is_absolute():
-            p = (Path.cwd() / p)
+            p = Path.cwd() / p
         return str(p.resolve())
 
     def experiment_dir(self) -> str:
-        root = self.storage_root()
-        return root.rstrip("/") + "/" + self.name
+        """``<storage_root>/<name>``."""
+        return self.storage_root().rstrip("/") + "/" + self.name
 
     # ------------------------------------------------------------------ validation
     def validate(self, *, check_space: bool = True, check_trainer: bool = True) -> "Experiment":
-        where = self.source or "experiment"
-        if not self.name or any(c in self.name for c in "/\\") or self.name.strip() != self.name:
-            raise key_error(where, "name",
-                       f"must be a non-empty folder name without '/', got {self.name!r}")
-        if self.mode not in ("min", "max"):
-            raise key_error(where, "mode", f"must be 'min' or 'max', got {self.mode!r}")
-        if not self.metric:
-            raise key_error(where, "metric", "must be a non-empty metric name reported by the trainer")
-        want = _KNOWN_METRIC_MODES.get(self.metric)
-        if want and want != self.mode:
-            raise key_error(where, "mode", f"metric {self.metric!r} should be optimised with mode "
-                                      f"{want!r}, not {self.mode!r}")
-        for key, low in (("num_samples", 1), ("max_epochs", 1), ("max_failures", -1)):
-            if getattr(self, key) < low:
-                raise key_error(where, key, f"must be >= {low}, got {getattr(self, key)}")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise key_error(where, "max_concurrent", f"must be >= 1, got {self.max_concurrent}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise key_error(where, "time_budget_s", f"must be > 0, got {self.time_budget_s}")
-        if self.resources.cpu <= 0 or self.resources.gpu < 0:
-            raise key_error(where, "resources", f"cpu must be > 0 and gpu >= 0, got "
-                                           f"cpu={self.resources.cpu}, gpu={self.resources.gpu}")
-        if self.resources.gpu > 1 and self.resources.gpu != int(self.resources.gpu):
-            raise key_error(where, "resources.gpu", "fractional GPUs must be < 1 (or a whole number)")
-        # searcher
-        s = self.searcher
-        if s.type not in _SEARCHER_REGISTRY:
-            raise _bad_choice(where, "searcher.type", s.type, _SEARCHER_REGISTRY.list())
-        if s.n_startup_trials < 0:
-            raise key_error(where, "searcher.n_startup_trials", "must be >= 0")
-        if s.storage is not None and "://" not in s.storage:
-            raise key_error(where, "searcher.storage", f"must be an Optuna storage URL such as "
-                                                  f"'sqlite:///study.db', got {s.storage!r}")
-        _check_variation_options(where, s)
-        if s.storage is not None and s.type != "tpe":
-            raise key_error(where, "searcher.storage", "is only used by searcher type 'tpe'")
-        # scheduler
-        sc = self.scheduler
-        if sc.type not in _SCHEDULER_REGISTRY:
-            raise _bad_choice(where, "scheduler.type", sc.type, _SCHEDULER_REGISTRY.list())
-        allowed = SCHEDULER_OPTIONS[sc.type]
-        for k, v in sc.options.items():
-            if k not in allowed:
-                raise unknown_key(where, f"scheduler.options.{k}", list(allowed) or ["(none)"])
-            if not check_type(v, allowed[k]):
-                raise key_error(where, f"scheduler.options.{k}",
-                           f"expected {type_name(allowed[k])}, got {v!r}")
-        opts = dict(sc.options)
-        if sc.type in ("asha", "median") and opts.get("grace_period", 1) < 1:
-            raise key_error(where, "scheduler.options.grace_period", "must be >= 1")
-        if "grace_period" in opts and opts["grace_period"] > self.max_epochs:
-            raise key_error(where, "scheduler.options.grace_period",
-                       f"must be <= max_epochs ({self.max_epochs})")
-        if "reduction_factor" in opts and opts["reduction_factor"] <= 1:
-            raise key_error(where, "scheduler.options.reduction_factor", "must be > 1")
-        if "perturbation_interval" in opts and opts["perturbation_interval"] < 1:
-            raise key_error(where, "scheduler.options.perturbation_interval", "must be >= 1")
-        if "quantile_fraction" in opts and not 0 < opts["quantile_fraction"] <= 0.5:
-            raise key_error(where, "scheduler.options.quantile_fraction", "must be in (0, 0.5]")
-        if sc.type in ("pbt", "pb2"):
-            if s.type != "random":
-                raise key_error(where, "searcher.type",
-                           f"scheduler {sc.type!r} draws its own population and cannot be "
-                           f"combined with searcher {s.type!r}; use searcher type 'random'")
-        if sc.type in ("pbt", "pb2") and "checkpoint_every" in self.data:
-            every = self.data["checkpoint_every"]
-            interval = opts.get("perturbation_interval", 2)
-            if not isinstance(every, int) or every < 1 or interval % every:
-                raise key_error(where, "data.checkpoint_every",
-                           f"PBT exploits checkpoints every perturbation_interval={interval} "
-                           f"epochs; checkpoint_every must divide it, got {every!r}")
-        if sc.type == "pb2":
-            missing = _pb2_missing_dependency()
-            if missing is not None:
-                raise key_error(where, "scheduler.type",
-                           f"Ray's PB2 needs the {missing} package (pip install {missing}); "
-                           f"use 'pbt' otherwise")
-        space = None
-        if check_space:
-            space = self.load_space()
-            if s.type == "grid":
-                size = space.size()
-                if size == math.inf:
-                    raise key_error(where, "searcher.type", "grid search needs a discrete space; "
-                                                       "this space has continuous parameters")
-                if size > s.max_grid_size:
-                    raise key_error(where, "searcher.type",
-                               f"grid search over {size} configurations exceeds the limit "
-                               f"{s.max_grid_size} (raise searcher.max_grid_size or use "
-                               f"random/tpe)")
-            if sc.type in ("pbt", "pb2"):
-                from orchestrator.search import pbt_mutations
-
-                if not pbt_mutations(space, pb2=sc.type == "pb2"):
-                    what = ("numeric (float, int, or ordinal/categorical with numeric values) "
-                            if sc.type == "pb2" else "")
-                    raise key_error(where, "scheduler.type",
-                               f"{sc.type} needs at least one mutable {what}(non-architecture, "
-                               f"unconditional) parameter in the space; none found"
-                               + ("; PB2 explores continuous ranges, so it cannot mutate "
-                                  "non-numeric choices: use 'pbt' for those"
-                                  if sc.type == "pb2" else ""))
-        if check_trainer:
-            trainer = self.resolve_trainer()
-            if sc.type in ("pbt", "pb2") and getattr(trainer, "supports_checkpoint", True) is False:
-                raise key_error(where, "trainer", f"{sc.type} exploits by restoring checkpoints, but "
-                                             f"trainer {self.trainer!r} does not checkpoint "
-                                             f"(supports_checkpoint = False)")
+        """Run the cross-field rules, then (``check_space``) load the space and check it
+        against the searcher and scheduler, then (``check_trainer``) resolve the trainer and
+        check its capabilities and the ``data`` section. Returns ``self``."""
+        with located(self.source or "experiment"):
+            for rule in _RULES:
+                rule(self)
+            if check_space:
+                space = self.load_space()
+                for space_rule in _SPACE_RULES:
+                    space_rule(self, space)
+            if check_trainer:
+                trainer = self.resolve_trainer()
+                for trainer_rule in _TRAINER_RULES:
+                    trainer_rule(self, trainer)
         return self
 
     def resolve_trainer(self):
         """The trainer callable; SpecError naming the ``trainer`` key if it cannot be found."""
-        where = self.source or "experiment"
-        name = self.trainer
-        if self.network is not None:
-            if name != "compose":
-                raise key_error(where, "trainer", f"a network: section is trained by trainer "
-                                                  f"'compose', got {name!r}")
-            return self._network_trainer(where)
-        if callable(name):
-            return name
-        if not isinstance(name, str):
-            raise key_error(where, "trainer", f"expected a trainer name, 'module:object' or a "
-                                              f"callable (such as a ModelSpace), got {name!r}")
-        try:
+        with located(self.source or "experiment"):
+            name = self.trainer
+            if self.network is not None:
+                if name != "compose":
+                    raise key_error(None, "trainer", f"a network: section is trained by trainer "
+                                                     f"'compose', got {name!r}")
+                return self._network_trainer()
+            if callable(name):
+                return name
+            if not isinstance(name, str):
+                raise key_error(None, "trainer", f"expected a trainer name, 'module:object' or "
+                                                 f"a callable (such as a ModelSpace), got {name!r}")
             if ":" in name:
-                mod_name, _, fn_name = name.partition(":")
-                try:
-                    mod = importlib.import_module(mod_name)
-                except ImportError as e:
-                    raise key_error(where, "trainer",
-                               f"cannot import module {mod_name!r}: {e}") from None
-                fn = getattr(mod, fn_name, None)
-                if fn is None or not callable(fn):
-                    names = [n for n in dir(mod)
-                             if not n.startswith("_") and callable(getattr(mod, n))]
-                    close = difflib.get_close_matches(fn_name, names, n=3)
-                    hint = f"; did you mean {', '.join(close)}?" if close else ""
-                    raise key_error(where, "trainer",
-                               f"module {mod_name!r} has no callable {fn_name!r}{hint}")
-                return fn
+                return _import_trainer(name)
             from trainers import get_trainer
 
-            return get_trainer(name)
-        except SpecError:
-            raise
-        except (ArchtuneError, ValueError, KeyError, ImportError) as e:
-            valid = list(_TRAINER_ALIASES)
             try:
-                from trainers import list_trainers
-
-                valid = list(list_trainers())
-            except Exception:  # noqa: BLE001 - only for the hint
-                pass
-            close = difflib.get_close_matches(name, valid, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise key_error(where, "trainer", f"unknown trainer {name!r} ({e}).{hint} Valid: "
-                                         f"{', '.join(valid)} or 'module:function'") from None
+                return get_trainer(name)
+            except ArchtuneError as e:
+                raise key_error(None, "trainer", f"{e}; or give 'module:function'") from None
 
 
-def _check_variation_options(where: str, s: SearcherSpec) -> None:
-    """The evolution/local options: objectives ``[metric, max|min]`` pairs, constraints
-    ``"metric <= value"``, sizes and probabilities in range."""
-    for i, obj in enumerate(s.objectives):
-        if not (isinstance(obj, (list, tuple)) and len(obj) == 2 and isinstance(obj[0], str)
-                and obj[1] in ("max", "min")):
-            raise key_error(where, f"searcher.objectives.{i}", f"expected [metric, max|min], "
-                                                               f"got {obj!r}")
-    for i, text in enumerate(s.constraints):
-        from orchestrator.evolution import parse_constraint
-
-        try:
-            parse_constraint(text)
-        except SpecError as e:
-            raise key_error(where, f"searcher.constraints.{i}", str(e)) from None
-    if s.population_size < 2:
-        raise key_error(where, "searcher.population_size", "must be >= 2")
-    if not 1 <= s.sample_size <= s.population_size:
-        raise key_error(where, "searcher.sample_size", f"must be in 1..population_size "
-                                                       f"({s.population_size})")
-    for key in ("mutation_prob", "crossover_prob"):
-        if not 0.0 <= getattr(s, key) <= 1.0:
-            raise key_error(where, f"searcher.{key}", "must be in [0, 1]")
-    if s.max_steps < 1:
-        raise key_error(where, "searcher.max_steps", "must be >= 1")
+def _import_trainer(reference: str) -> Callable:
+    """``"module:function"`` imported, with the closest callables named when it is missing."""
+    mod_name, _, fn_name = reference.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise key_error(None, "trainer", f"cannot import module {mod_name!r}: {e}") from None
+    fn = getattr(mod, fn_name, None)
+    if fn is None or not callable(fn):
+        names = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))]
+        close = difflib.get_close_matches(fn_name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise key_error(None, "trainer", f"module {mod_name!r} has no callable {fn_name!r}{hint}")
+    return fn
 
 
+# ---------------------------------------------------------------------------------- rules
+def _population(exp: Experiment) -> bool:
+    return bool(SCHEDULERS.meta(exp.scheduler.type).get("population"))
+
+
+def _check_metric_direction(exp: Experiment) -> None:
+    want = _KNOWN_METRIC_MODES.get(exp.metric)
+    if want and want != exp.mode:
+        raise key_error(None, "mode", f"metric {exp.metric!r} should be optimised with mode "
+                                      f"{want!r}, not {exp.mode!r}")
+
+
+def _check_grace_period(exp: Experiment) -> None:
+    grace = exp.scheduler.options.get("grace_period")
+    if grace is not None and grace > exp.max_epochs:
+        raise key_error(None, "scheduler.options.grace_period",
+                        f"must be <= max_epochs ({exp.max_epochs}), got {grace}")
+
+
+def _check_population_searcher(exp: Experiment) -> None:
+    if _population(exp) and exp.searcher.type != "random":
+        raise key_error(None, "searcher.type",
+                        f"scheduler {exp.scheduler.type!r} draws its own population and cannot "
+                        f"be combined with searcher {exp.searcher.type!r}; use searcher type "
+                        f"'random'")
+
+
+def _check_checkpoint_every(exp: Experiment) -> None:
+    if not _population(exp) or "checkpoint_every" not in exp.data:
+        return
+    every = exp.data["checkpoint_every"]
+    interval = exp.scheduler.options.get("perturbation_interval", 2)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1 or interval % every:
+        raise key_error(None, "data.checkpoint_every",
+                        f"PBT exploits checkpoints every perturbation_interval={interval} "
+                        f"epochs; checkpoint_every must divide it, got {every!r}")
+
+
+def _pb2_missing_dependency() -> str | None:
+    """The pip name of a library the installed Ray's PB2 needs (its ``pb2_utils`` module's
+    imports) that is not installed, or ``None``. Reads Ray's source; imports nothing."""
+    ray_spec = importlib.util.find_spec("ray")
+    if ray_spec is None or not ray_spec.submodule_search_locations:
+        return "ray[tune]"
+    utils = Path(list(ray_spec.submodule_search_locations)[0]) / "tune/schedulers/pb2_utils.py"
+    if not utils.is_file():
+        return None
+    for node in ast.parse(utils.read_text()).body:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 and not node.level else [])
+        for top in {n.split(".")[0] for n in names} - {"ray"}:
+            if top not in sys.stdlib_module_names and importlib.util.find_spec(top) is None:
+                return _PIP_NAMES.get(top, top)
+    return None
+
+
+def _check_pb2_dependency(exp: Experiment) -> None:
+    if exp.scheduler.type == "pb2":
+        missing = _pb2_missing_dependency()
+        if missing is not None:
+            raise key_error(None, "scheduler.type", f"Ray's PB2 needs the {missing} package "
+                                                    f"(pip install {missing}); use 'pbt' otherwise")
+
+
+_RULES: tuple[Callable[[Experiment], None], ...] = (
+    _check_metric_direction, _check_grace_period, _check_population_searcher,
+    _check_checkpoint_every, _check_pb2_dependency,
+)
+
+
+def _check_grid_size(exp: Experiment, space: Any) -> None:
+    if not SEARCHERS.meta(exp.searcher.type).get("needs_discrete"):
+        return
+    size = space.size()
+    if size == math.inf:
+        raise key_error(None, "searcher.type", "grid search needs a discrete space; this space "
+                                               "has continuous parameters")
+    if size > exp.searcher.max_grid_size:
+        raise key_error(None, "searcher.type",
+                        f"grid search over {size} configurations exceeds the limit "
+                        f"{exp.searcher.max_grid_size} (raise searcher.max_grid_size or use "
+                        f"random/tpe)")
+
+
+def _check_mutable(exp: Experiment, space: Any) -> None:
+    if not _population(exp):
+        return
+    pb2 = exp.scheduler.type == "pb2"
+    if pbt_mutations(space, pb2=pb2):
+        return
+    what = "numeric (float, int, or ordinal/categorical with numeric values) " if pb2 else ""
+    hint = ("; PB2 explores continuous ranges, so it cannot mutate non-numeric choices: use "
+            "'pbt' for those" if pb2 else "")
+    raise key_error(None, "scheduler.type",
+                    f"{exp.scheduler.type} needs at least one mutable {what}(non-architecture, "
+                    f"unconditional) parameter in the space; none found{hint}")
+
+
+_SPACE_RULES: tuple[Callable[[Experiment, Any], None], ...] = (_check_grid_size, _check_mutable)
+
+
+def _needs_checkpoints(exp: Experiment) -> str | None:
+    """Why the scheduler needs a checkpointing trainer, or ``None``."""
+    meta = SCHEDULERS.meta(exp.scheduler.type)
+    if meta.get("population"):
+        return "exploits by restoring checkpoints"
+    if meta.get("pauses") or (exp.scheduler.type == "median"
+                              and exp.scheduler.options.get("hard_stop") is False):
+        return "pauses trials and resumes them from checkpoints"
+    return None
+
+
+def _check_trainer_checkpoints(exp: Experiment, trainer: Any) -> None:
+    from trainers import trainer_meta
+
+    why = _needs_checkpoints(exp)
+    if why is None:
+        return
+    named = isinstance(exp.trainer, str) and exp.network is None
+    if not trainer_meta(exp.trainer if named else trainer).get("checkpoints", True):
+        raise key_error(None, "trainer", f"{exp.scheduler.type} {why}, but trainer "
+                                         f"{exp.trainer!r} does not checkpoint (it declares "
+                                         f"checkpoints = False)")
+
+
+def _check_data(exp: Experiment, trainer: Any) -> None:
+    """The ``data`` section, checked by the trainer's own declared knobs (dataset names,
+    sizes, ``data_dir`` and ``pretrained`` paths, relative ones against the spec's folder)."""
+    from trainers.config import validate_data
+
+    name = "compose" if exp.network is not None else exp.trainer
+    try:
+        validate_data(exp.data, name if isinstance(name, str) else trainer,
+                      root=Path(exp.source).parent if exp.source else None)
+    except ArchtuneError as e:
+        raise key_error(None, _data_key(exp.data, str(e)), str(e)) from None
+
+
+def _data_key(data: Mapping[str, Any], message: str) -> str:
+    """``data.<key>`` when the trainer's message blames exactly one key of ``data``
+    (its problems read ``<key>: <rule>``), else ``data``."""
+    blamed = [k for k in data if re.search(rf"(^|[\s;:'(]){re.escape(str(k))}['\s]*:", message)]
+    return f"data.{blamed[0]}" if len(blamed) == 1 else "data"
+
+
+_TRAINER_RULES: tuple[Callable[[Experiment, Any], None], ...] = (
+    _check_trainer_checkpoints, _check_data,
+)
+
+
+# ---------------------------------------------------------------------------------- helpers
 def object_reference(obj: Any) -> str:
     """``"module:name"`` of a module-level object (how a Python-API trainer is saved), or a
     placeholder naming its type when it is bound to no module-level name."""
-    import sys
-
     modules = [getattr(obj, "__module__", None),
                getattr(getattr(obj, "model_cls", None), "__module__", None)]
     for name in modules:
@@ -532,41 +653,6 @@ def object_reference(obj: Any) -> str:
     if isinstance(modules[0], str) and qual and "<" not in qual:
         return f"{modules[0]}:{qual}"
     return f"<python object {type(obj).__name__}, not saved>"
-
-
-def _bad_choice(where, key, value, valid) -> SpecError:
-    close = difflib.get_close_matches(str(value), list(valid), n=2, cutoff=0.4)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return key_error(where, key, f"{value!r} is not valid{hint} Valid: {', '.join(valid)}")
-
-
-def _sub_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
-    valid = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in d.items():
-        if key not in valid:
-            if cls is SchedulerSpec:
-                extra[key] = value  # flat scheduler options are accepted too
-                continue
-            raise unknown_key(where, f"{prefix}.{key}", valid)
-        tp = cls._TYPES[key]
-        if not check_type(value, tp):
-            raise key_error(where, f"{prefix}.{key}", f"expected {type_name(tp)}, got {value!r} "
-                                                 f"({type(value).__name__})")
-        if tp is float:
-            value = float(value)
-        kwargs[key] = value
-    if cls is SchedulerSpec:
-        opts = dict(kwargs.get("options") or {})
-        typ = kwargs.get("type", "fifo")
-        for k, v in extra.items():
-            if k not in SCHEDULER_OPTIONS.get(typ, {}):
-                raise unknown_key(where, f"{prefix}.{k}",
-                               valid + list(SCHEDULER_OPTIONS.get(typ, {})))
-            opts[k] = v
-        kwargs["options"] = opts
-    return cls(**kwargs)
 
 
 def _plain(v: Any) -> Any:

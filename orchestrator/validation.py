@@ -6,20 +6,23 @@ Every problem is a :class:`~spaces.errors.SpecError` whose message starts with t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
 from orchestrator.errors import SpecError
 
-__all__ = ["type_name", "check_type", "key_error", "unknown_key", "require_mapping",
-           "read_yaml", "spec_to_dict"]
+__all__ = ["Option", "type_name", "check_type", "key_error", "unknown_key", "located",
+           "check_options", "require_mapping", "read_yaml", "spec_to_dict"]
 
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "mapping",
-               list: "list", type(None): "null"}
+               list: "list", tuple: "list", type(None): "null"}
 
 
 def type_name(tp: Any) -> str:
@@ -41,6 +44,66 @@ def check_type(value: Any, tp: Any) -> bool:
         if t not in (int, float) and isinstance(value, t):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class Option:
+    """One spec option: its YAML type (a type or a tuple of types, see :func:`check_type`), an
+    optional numeric range (``low``/``high`` inclusive unless ``low_open``/``high_open``) and an
+    optional set of ``choices``. ``None`` always passes the range and choice checks."""
+
+    type: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+
+    def rule(self) -> str:
+        """The range or choice rule in words (``"must be in (0, 0.5]"``), ``""`` when none."""
+        if self.choices:
+            return "must be " + " or ".join(repr(c) for c in self.choices)
+        if self.low is not None and self.high is not None:
+            return (f"must be in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+        return ""
+
+    def check(self, key: str, value: Any, where: str | None = None) -> None:
+        """Raise :func:`key_error` when ``value`` has the wrong type or breaks the rule."""
+        if not check_type(value, self.type):
+            raise key_error(where, key, f"expected {type_name(self.type)}, got {value!r} "
+                                        f"({type(value).__name__})")
+        if value is None or isinstance(value, bool) or not (
+                self.choices or isinstance(value, (int, float))):
+            return
+        ok = value in self.choices if self.choices else (
+            (self.low is None or (value > self.low if self.low_open else value >= self.low))
+            and (self.high is None
+                 or (value < self.high if self.high_open else value <= self.high)))
+        if not ok:
+            raise key_error(where, key, f"{self.rule()}, got {value!r}")
+
+
+def check_options(spec: Any, options: Mapping[str, Option], prefix: str = "",
+                  where: str | None = None) -> None:
+    """Check every field of ``spec`` named in ``options`` (errors name ``prefix.field``)."""
+    for name, option in options.items():
+        option.check(f"{prefix}{name}", getattr(spec, name), where)
+
+
+@contextlib.contextmanager
+def located(where: str | None) -> Iterator[None]:
+    """Prefix a :class:`SpecError` raised inside the block with ``<where>: `` (once)."""
+    try:
+        yield
+    except SpecError as e:
+        if where and not str(e).startswith(f"{where}: "):
+            raise SpecError(f"{where}: {e}") from None
+        raise
 
 
 def key_error(where: str | None, key: str, msg: str) -> SpecError:
@@ -78,10 +141,32 @@ def read_yaml(path_or_text: str | Path, what: str) -> tuple[Any, str | None]:
         source = str(p.resolve())
         text = p.read_text()
     try:
+        _reject_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(f"{source or what}: not valid YAML: {e}") from None
+    except SpecError as e:
+        raise SpecError(f"{source or what}: {e}") from None
     return data or {}, source
+
+
+def _reject_duplicate_keys(node: yaml.Node | None, path: str) -> None:
+    """SpecError naming the dotted key and both lines when a mapping gives a key twice (YAML
+    parsers keep the last value silently)."""
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key != "<<":
+                if key in lines:
+                    raise key_error(None, f"{path}{key}", f"is given twice (lines {lines[key]} "
+                                                          f"and {line}); keep one")
+                lines[key] = line
+            _reject_duplicate_keys(value_node, f"{path}{key}." if key is not None else path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, f"{path}{i}.")
 
 
 def spec_to_dict(spec: Any, plain: Callable[[Any], Any]) -> dict[str, Any]:
