@@ -2,8 +2,10 @@
 
 The flat config dict uses the Quick-Tune parameter names exactly (``pct-to-freeze``,
 ``warmup_epochs``, ``opt-betas`` = ``"0.9 0.999"`` ...) next to the run-setting keys of the
-trial contract (``dataset``, ``image_size``, ``pretrained`` ...). :meth:`TrainerConfig.from_dict`
-maps them onto a frozen dataclass, validates every value and rejects unknown keys.
+trial contract (``dataset``, ``image_size``, ``pretrained`` ...). Each key is a knob declared in
+:mod:`trainers.knobs`. :meth:`TrainerConfig.from_dict` maps them onto a frozen dataclass,
+validates every value and rejects unknown keys; :func:`validate_data` checks an experiment's
+``data:`` mapping for any trainer before a trial starts.
 """
 from __future__ import annotations
 

@@ -137,6 +137,10 @@ def _device(value: Any) -> str:
     return name
 
 
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "bool": _flag, "path": _path, "pretrained": _pretrained, "betas": _betas, "device": _device}
+
+
 # ----------------------------------------------------------------------------------------------
 # Knob
 
@@ -259,10 +263,7 @@ class Knob:
             if not isinstance(value, str) or not value.strip():
                 raise _Invalid
             return value
-        parsers: dict[str, Callable[[Any], Any]] = {
-            "bool": _flag, "path": _path, "pretrained": _pretrained, "betas": _betas,
-            "device": _device}
-        return parsers[self.kind](value)
+        return _PARSERS[self.kind](value)
 
     def _check_bounds(self, number: float) -> None:
         lo, hi = self.low, self.high
