@@ -34,43 +34,11 @@ import numpy as np
 
 from orchestrator.constraints import parse_constraint, violation
 from orchestrator.errors import SpecError
+from orchestrator.pareto import crowding, nondominated_ranks
 from orchestrator.search import _seed, _StatefulSearcher
 
 __all__ = ["EvolutionSearcher", "LocalSearcher", "crowding", "make_evolution", "make_local",
            "nondominated_ranks", "parse_constraint"]
-
-def nondominated_ranks(points: np.ndarray) -> np.ndarray:
-    """Pareto rank (0 = non-dominated) of each row, every column to be maximised."""
-    n = len(points)
-    ranks = np.full(n, -1)
-    remaining = set(range(n))
-    rank = 0
-    while remaining:
-        front = [i for i in remaining
-                 if not any(np.all(points[j] >= points[i]) and np.any(points[j] > points[i])
-                            for j in remaining if j != i)]
-        for i in front:
-            ranks[i] = rank
-        remaining -= set(front)
-        rank += 1
-    return ranks
-
-
-def crowding(points: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance of each row within its set (boundary points: inf)."""
-    n, m = points.shape
-    dist = np.zeros(n)
-    if n <= 2:
-        return np.full(n, math.inf)
-    for k in range(m):
-        order = np.argsort(points[:, k])
-        span = points[order[-1], k] - points[order[0], k]
-        dist[order[0]] = dist[order[-1]] = math.inf
-        if span <= 0:
-            continue
-        for a, i in enumerate(order[1:-1], start=1):
-            dist[i] += (points[order[a + 1], k] - points[order[a - 1], k]) / span
-    return dist
 
 
 class _Member(dict):

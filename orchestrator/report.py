@@ -11,19 +11,23 @@ per-trial TensorBoard scalars for time series, and writes into ``DIR/report/``:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from spaces.errors import ArchtuneError
 
+from .pareto import nondominated
 from .runner import Results
 
 __all__ = ["make_report", "format_table", "pareto_table", "parse_objectives",
-           "default_objectives"]
+           "default_objectives", "plot_best_so_far", "plot_param", "plot_pareto"]
 
 _SHOW_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s")
+_PLOTTED = ("completed", "pruned", "duplicate")  # statuses whose results are plotted
 
 
 def format_table(res: Results, max_rows: int = 50) -> str:
@@ -90,21 +94,101 @@ def default_objectives(df: pd.DataFrame, metric: str, mode: str) -> list[tuple[s
 
 
 def pareto_table(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """The non-dominated trials of ``df`` for ``objectives`` (errored/diverged trials excluded)."""
-    from trainers.nas.objectives import pareto_front
-
+    """The non-dominated trials of ``df`` for ``objectives``, in table order (errored and
+    diverged trials, and trials without a finite value of every objective, excluded)."""
     missing = [n for n, _ in objectives if n not in df.columns]
     if missing:
         raise ArchtuneError(f"pareto: no column {missing} in the results "
                             f"(columns: {sorted(c for c in df.columns if '/' not in c)})")
     ok = df[~df["status"].isin(["errored", "diverged"])] if "status" in df.columns else df
-    rows = ok.to_dict("records")
-    for i, r in enumerate(rows):
-        r["_row"] = i
-    front = pareto_front(rows, list(objectives))
-    keep = [r["_row"] for r in front]
+    signs = np.array([1.0 if mode == "max" else -1.0 for _, mode in objectives])
+    points = ok[[n for n, _ in objectives]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    finite = np.isfinite(points).all(axis=1)
+    keep = np.zeros(len(ok), dtype=bool)
+    keep[finite] = nondominated(points[finite] * signs)
     cols = [c for c in ("trial_id", "status") if c in ok.columns] + [n for n, _ in objectives]
-    return ok.iloc[keep][cols + [c for c in ok.columns if c.startswith("config/")]]
+    return ok[keep][cols + [c for c in ok.columns if c.startswith("config/")]]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return str(path)
+
+
+def plot_pareto(df: pd.DataFrame, front: pd.DataFrame, objectives: Sequence[tuple[str, str]],
+                out: Path) -> str:
+    """``out/pareto.png``: every trial and the front of two objectives (x: the second)."""
+    (yn, _), (xn, _) = objectives
+    fig, ax = _pyplot().subplots(figsize=(5, 3.5))
+    ax.scatter(pd.to_numeric(df[xn], errors="coerce"), pd.to_numeric(df[yn], errors="coerce"),
+               s=12, alpha=0.4, label="trials")
+    f = front.sort_values(xn)
+    ax.step(f[xn], f[yn], where="post", color="C3", marker="o", label="Pareto front")
+    ax.set_xlabel(xn)
+    ax.set_ylabel(yn)
+    ax.legend()
+    return _save(fig, out / "pareto.png")
+
+
+def plot_best_so_far(df: pd.DataFrame, metric: str, mode: str, out: Path) -> str | None:
+    """``out/best_so_far.png``: the best ``metric`` so far against the time since the
+    experiment started (trials in the order their last result arrived; completed, pruned and
+    duplicate trials); ``None`` when no such trial has a value."""
+    y = pd.to_numeric(df[metric], errors="coerce")
+    y[~df["status"].isin(_PLOTTED)] = np.nan
+    if "timestamp" in df.columns:
+        ts = pd.to_numeric(df["timestamp"], errors="coerce")
+        tt = pd.to_numeric(df.get("time_total_s", 0), errors="coerce").fillna(0)
+        t = ts - (ts - tt).min()
+    else:
+        t = pd.Series(range(len(df)), index=df.index, dtype=float)
+    d = pd.DataFrame({"t": t, "y": y}).dropna().sort_values("t")
+    if d.empty:
+        return None
+    best = d["y"].cummax() if mode == "max" else d["y"].cummin()
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    ax.step(d["t"], best, where="post", label=f"best {metric}")
+    ax.scatter(d["t"], d["y"], s=12, alpha=0.5, label="trials")
+    ax.set_xlabel("elapsed (s)")
+    ax.set_ylabel(metric)
+    ax.set_title("best so far")
+    ax.legend()
+    return _save(fig, out / "best_so_far.png")
+
+
+def plot_param(df: pd.DataFrame, column: str, metric: str, out: Path) -> str:
+    """``out/param_<name>.png``: ``metric`` against one ``config/<name>`` column (numbers on
+    a log axis when they span over two decades; choices, and ``inactive`` for a conditional
+    parameter's empty cells, as categories)."""
+    name = column[len("config/"):]
+    y = pd.to_numeric(df[metric], errors="coerce")
+    col = df[column]
+    fig, ax = _pyplot().subplots(figsize=(5, 3.5))
+    if pd.api.types.is_numeric_dtype(col) and col.nunique() > 1:
+        ax.scatter(col, y, s=14)
+        if (col.dropna() > 0).all() and col.max() / max(col.min(), 1e-300) > 100:
+            ax.set_xscale("log")
+    else:
+        cats = ["inactive" if pd.isna(v) else str(v) for v in col]
+        order = sorted(set(cats))
+        ax.scatter([order.index(v) for v in cats], y, s=14)
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=30, ha="right")
+    ax.set_xlabel(name)
+    ax.set_ylabel(metric)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    return _save(fig, out / f"param_{safe}.png")
 
 
 def make_report(path: str | Path, *, plots: bool = True,
@@ -117,9 +201,8 @@ def make_report(path: str | Path, *, plots: bool = True,
     """
     res = Results.load(path)
     out = Path(path) / "report"
-    table = format_table(res)
-    written: list[str] = []
     df = res.dataframe
+    written: list[str] = []
     objectives = list(pareto) if pareto else default_objectives(df, res.metric, res.mode)
     front = None
     if objectives and not df.empty:
@@ -128,80 +211,15 @@ def make_report(path: str | Path, *, plots: bool = True,
         front.to_csv(out / "pareto.csv", index=False)
         written.append(str(out / "pareto.csv"))
         if plots and len(objectives) == 2:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            (xn, _), (yn, _) = objectives[1], objectives[0]
-            fig, ax = plt.subplots(figsize=(5, 3.5))
-            ax.scatter(pd.to_numeric(df[xn], errors="coerce"),
-                       pd.to_numeric(df[yn], errors="coerce"), s=12, alpha=0.4, label="trials")
-            f = front.sort_values(xn)
-            ax.step(f[xn], f[yn], where="post", color="C3", marker="o", label="Pareto front")
-            ax.set_xlabel(xn)
-            ax.set_ylabel(yn)
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(out / "pareto.png", dpi=90)
-            plt.close(fig)
-            written.append(str(out / "pareto.png"))
+            written.append(plot_pareto(df, front, objectives, out))
     if plots and not df.empty and res.metric in df.columns:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         out.mkdir(parents=True, exist_ok=True)
-        y = pd.to_numeric(df[res.metric], errors="coerce")
-        ok = df["status"].isin(["completed", "pruned", "duplicate"]) & y.notna()
-        # best so far vs time: trials ordered by when their last result arrived
-        if "timestamp" in df.columns:
-            ts = pd.to_numeric(df["timestamp"], errors="coerce")
-            tt = pd.to_numeric(df.get("time_total_s", 0), errors="coerce").fillna(0)
-            t = ts - (ts - tt).min()
-        else:
-            t = pd.Series(range(len(df)), index=df.index, dtype=float)
-        d = pd.DataFrame({"t": t, "y": y})[ok].dropna().sort_values("t")
-        if not d.empty:
-            t0 = 0.0
-            best = d["y"].cummax() if res.mode == "max" else d["y"].cummin()
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ax.step(d["t"] - t0, best, where="post", label=f"best {res.metric}")
-            ax.scatter(d["t"] - t0, d["y"], s=12, alpha=0.5, label="trials")
-            ax.set_xlabel("elapsed (s)")
-            ax.set_ylabel(res.metric)
-            ax.set_title("best so far")
-            ax.legend()
-            fig.tight_layout()
-            p = out / "best_so_far.png"
-            fig.savefig(p, dpi=90)
-            plt.close(fig)
-            written.append(str(p))
-        for c in _top_params(df[ok], res.metric):
-            name = c[len("config/"):]
-            fig, ax = plt.subplots(figsize=(5, 3.5))
-            col = df.loc[ok, c]
-            if pd.api.types.is_numeric_dtype(col) and col.nunique() > 1:
-                ax.scatter(col, y[ok], s=14)
-                if (col.dropna() > 0).all() and col.max() / max(col.min(), 1e-300) > 100:
-                    ax.set_xscale("log")
-            else:
-                # inactive (conditional) parameters are NaN in the table
-                cats = ["inactive" if pd.isna(v) else str(v) for v in col]
-                order = sorted(set(cats))
-                ax.scatter([order.index(v) for v in cats], y[ok], s=14)
-                ax.set_xticks(range(len(order)))
-                ax.set_xticklabels(order, rotation=30, ha="right")
-            ax.set_xlabel(name)
-            ax.set_ylabel(res.metric)
-            fig.tight_layout()
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-            p = out / f"param_{safe}.png"
-            fig.savefig(p, dpi=90)
-            plt.close(fig)
-            written.append(str(p))
-    return {"table": table, "best": {"metric": res.metric, "mode": res.mode,
-                                     "best_metric": res.best_metric, "trial": res.best_trial,
-                                     "config": res.best_config},
+        ok = df[df["status"].isin(_PLOTTED) & pd.to_numeric(df[res.metric], errors="coerce").notna()]
+        best_plot = plot_best_so_far(df, res.metric, res.mode, out)
+        written += [best_plot] if best_plot else []
+        written += [plot_param(ok, c, res.metric, out) for c in _top_params(ok, res.metric)]
+    return {"table": format_table(res), "best": {"metric": res.metric, "mode": res.mode,
+                                                 "best_metric": res.best_metric,
+                                                 "trial": res.best_trial,
+                                                 "config": res.best_config},
             "plots": written, "results": res, "pareto": front}

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.report import make_report, parse_objectives
+from orchestrator.report import make_report, pareto_table, parse_objectives
 from spaces.errors import ArchtuneError
 
 
@@ -50,3 +53,23 @@ def test_bad_objectives_are_named():
         parse_objectives("val_acc:up,latency_ms:min")
     with pytest.raises(ArchtuneError, match="at least two objectives"):
         parse_objectives("val_acc:max")
+
+
+def test_front_keeps_ties_and_skips_missing_values():
+    df = pd.DataFrame({"trial_id": list("abcd"), "status": ["completed"] * 4,
+                       "val_acc": [0.9, 0.9, float("nan"), 0.5],
+                       "latency_ms": [5.0, 5.0, 1.0, 9.0]})
+    front = pareto_table(df, [("val_acc", "max"), ("latency_ms", "min")])
+    assert list(front["trial_id"]) == ["a", "b"]  # c has no val_acc, d is dominated
+
+
+def test_pareto_table_does_not_import_torch():
+    code = ("import sys, pandas as pd\n"
+            "from orchestrator.report import pareto_table\n"
+            "df = pd.DataFrame({'trial_id': ['a', 'b'], 'status': ['completed'] * 2,\n"
+            "                   'val_acc': [0.9, 0.8], 'latency_ms': [2.0, 1.0]})\n"
+            "assert len(pareto_table(df, [('val_acc', 'max'), ('latency_ms', 'min')])) == 2\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
