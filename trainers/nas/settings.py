@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Mapping
 
+from spaces.errors import ArchtuneError
 from trainers.errors import TrainerError
 from trainers.knobs import NAS_KNOBS, NAS_OPTIMIZERS, TASKS, knob_dataclass
 
@@ -122,7 +123,7 @@ def split_config(config: Mapping[str, Any]):
     arch = str(config.get("arch", NasTrainConfig.arch)).lower()
     try:
         space = get_space(arch)
-    except Exception as e:  # SpaceError: unknown space
+    except ArchtuneError as e:
         raise TrainerError(f"arch: {e}") from None
     run_fields = NasTrainConfig.field_names()
     build_fields = _build_setting_names()
@@ -149,7 +150,7 @@ def split_config(config: Mapping[str, Any]):
     arch_values = {k: v for k, v in arch_values.items() if space.is_active(k, arch_values)}
     try:
         space.validate(arch_values)
-    except Exception as e:
+    except (ArchtuneError, ValueError) as e:
         raise TrainerError(f"invalid architecture for space {arch!r}: {e}") from None
     builder_cfg = TrackedConfig(arch_values)
     builder_cfg.update({k: v for k, v in config.items() if k in build_fields})
