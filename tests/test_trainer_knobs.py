@@ -20,7 +20,8 @@ from trainers.nas.settings import NasTrainConfig, split_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKTUNE_SPELLINGS = {"opt": "optimizer", "batch-size": "batch_size",
-                       "weight-decay": "weight_decay", "smoothing": "label_smoothing"}
+                       "weight-decay": "weight_decay", "smoothing": "label_smoothing",
+                       "clip-grad": "grad_clip"}
 
 
 # -- one declaration drives the dataclasses ------------------------------------------------------
@@ -101,12 +102,13 @@ def test_values_are_normalised():
 
 # -- the two spellings -----------------------------------------------------------------------
 def test_nas_accepts_quicktune_and_old_spellings():
-    values = {"opt": "adamw", "batch-size": 8, "weight-decay": 0.1, "smoothing": 0.2}
+    values = {"opt": "adamw", "batch-size": 8, "weight-decay": 0.1, "smoothing": 0.2,
+              "clip-grad": 1.0}
     quick = NasTrainConfig.from_dict(values)
     old = NasTrainConfig.from_dict({QUICKTUNE_SPELLINGS[k]: v for k, v in values.items()})
     assert quick == old
-    assert (quick.optimizer, quick.batch_size, quick.weight_decay, quick.label_smoothing) == \
-        ("adamw", 8, 0.1, 0.2)
+    assert (quick.optimizer, quick.batch_size, quick.weight_decay, quick.label_smoothing,
+            quick.grad_clip) == ("adamw", 8, 0.1, 0.2, 1.0)
 
 
 @pytest.mark.parametrize("quick, old", sorted(QUICKTUNE_SPELLINGS.items()))

@@ -505,7 +505,8 @@ CUTMIX = _f("cutmix", 0.0, "CutMix alpha (0 = off)")
 SMOOTHING = _f("smoothing", 0.0, "label smoothing of the cross-entropy targets", high=1.0,
                aliases=("label_smoothing",))
 # optimisation
-CLIP_GRAD = _f("clip-grad", 0.0, "clip the global gradient norm to this value (0 = off)")
+CLIP_GRAD = _f("clip-grad", 0.0, "clip the global gradient norm to this value (0 = off)",
+               aliases=("grad_clip",))
 AMP = _b("amp", "automatic mixed precision (bf16 where supported, else fp16 + GradScaler)")
 OPT = Knob("opt", "choice", "adamw", "optimiser: sgd (Nesterov, momentum 0.9), momentum (SGD "
            "with momentum), adam, adamw, adamp", choices=OPTIMIZERS, aliases=("optimizer",))
@@ -562,8 +563,6 @@ TASK = Knob("task", "choice", "classification", "classification or detection (Re
             choices=TASKS)
 NUM_TRAIN_IMAGES = _i("num_train_images", 256, "synthetic detection: training images", low=1)
 NUM_VAL_IMAGES = _i("num_val_images", 64, "synthetic detection: validation images", low=1)
-GRAD_CLIP = _f("grad_clip", None, "clip the gradient norm to this value (null: no clipping)",
-               optional=True)
 LATENCY_TARGET = _f("latency_target", None, "latency target in ms; when set, reward is reported",
                     low_open=True, optional=True)
 REWARD = Knob("reward", "choice", "soft", "soft: metric * (target / latency) ** reward_weight; "
@@ -604,7 +603,10 @@ NAS_KNOBS = KnobTable("nas trainer", [
     MOMENTUM,
     WEIGHT_DECAY.replace(default=4e-5, field="weight_decay"),
     SMOOTHING.replace(field="label_smoothing"),
-    WARMUP_EPOCHS, GRAD_CLIP, LATENCY_TARGET, REWARD, REWARD_WEIGHT, LATENCY_DEVICE,
+    WARMUP_EPOCHS,
+    CLIP_GRAD.replace(default=None, optional=True, field="grad_clip",
+                      doc="clip the global gradient norm to this value (null or 0: off)"),
+    LATENCY_TARGET, REWARD, REWARD_WEIGHT, LATENCY_DEVICE,
     LATENCY_WARMUP, LATENCY_REPEATS, AUGMENT, DEVICE, DETERMINISTIC, CHECKPOINT_EVERY,
 ])
 """The ``nas`` trainer's run settings (:class:`trainers.nas.settings.NasTrainConfig`)."""
