@@ -34,6 +34,16 @@ def test_dataclass_defaults_are_the_declared_defaults():
         assert f.default == DATA_KNOBS.by_field(f.name).default, f.name
 
 
+@pytest.mark.parametrize("name", ["quicktune", "quicktune_cpu"])
+def test_the_quicktune_spaces_stay_inside_the_declared_domains(name):
+    space = get_space(name)
+    assert set(space.params) <= set(FINETUNE_KNOBS)
+    for seed in range(40):
+        config = space.sample(seed)
+        assert TrainerConfig.from_dict(config).to_dict().items() >= {
+            k: FINETUNE_KNOBS[k].parse(v) for k, v in config.items()}.items()
+
+
 def _outside(knob):
     """A value just outside a bounded numeric knob's domain, and the closed bound itself."""
     step = 1 if knob.kind == "int" else 1e-3
