@@ -4,21 +4,19 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import optuna
 import pytest
 
-optuna = pytest.importorskip("optuna")
-pytest.importorskip("ray.tune")
-
-from spaces.compile.optuna import decode_params, optuna_choices, to_optuna  # noqa: E402
-from spaces.compile.tune import (  # noqa: E402
+from spaces.compile.optuna import decode_params, optuna_choices, to_optuna
+from spaces.compile.tune import (
     INACTIVE, JOINT_KEY, sample_configs, strip_inactive, to_tune,
 )
-from spaces.core import (  # noqa: E402
+from spaces.core import (
     And, Categorical, Constant, Equals, Float, ForbiddenAnd, ForbiddenEquals, ForbiddenIn,
     ForbiddenPredicate, ForbiddenRelation, GreaterThan, In, Int, LessThan, NotEquals, Or,
     Ordinal, SearchSpace,
 )
-from spaces.formats import load_space  # noqa: E402
+from spaces.formats import load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

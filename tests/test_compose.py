@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import timm
 import torch
 
 from trainers.compose import BLOCKS, build_network, network_space, register_block
@@ -67,7 +68,6 @@ def test_coarse_resnet_matches_timm(depth, count):
 
 
 def test_timm_counts_are_the_reference():
-    timm = pytest.importorskip("timm")
     assert _params(timm.create_model("resnet18", num_classes=10)) == 11_181_642
 
 

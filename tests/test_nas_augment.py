@@ -8,6 +8,7 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
+from trainers.errors import TrainerError
 from trainers.nas import augment_ops as A
 
 GEOMETRIC = ["TranslateX", "TranslateY", "ShearX", "ShearY", "Rotate"]
@@ -116,7 +117,7 @@ def test_autoaugment_probabilities():
     assert torch.equal(never(img), img)
     always = A.AutoAugmentPolicy([[A.AugOp("Solarize", 1.0, 10)]], seed=0)
     assert not torch.equal(always(img), img)
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match=r"probability must be in \[0, 1\], got 1.5"):
         A.AugOp("Solarize", 1.5, 3)
 
 
@@ -141,7 +142,7 @@ def test_ops_match_space_and_policies_from_sampled_configs():
         assert out.shape == img.shape and len(tgt["boxes"]) == len(tgt["labels"])
     assert A.policy_from_config({"lr": 0.1}) is None
     assert A.policy_from_config({"augment": "none", "num_ops": 2, "magnitude": 3}) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="augment must be 'none' or one of randaugment"):
         A.policy_from_config({"augment": "mixup"})
 
 

@@ -7,6 +7,8 @@ import torch
 
 from spaces.library import get_space
 from spaces.tree import ArchConfig
+from trainers.errors import TrainerError
+import trainers.nas as nas
 from trainers.nas import mobile
 
 SIZE = 32
@@ -152,20 +154,17 @@ def test_width_and_activation_choices_take_effect():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="unknown mobile family 'resnet'"):
         mobile.build_backbone("resnet", {})
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="width_scale must be > 0, got 0"):
         mobile.build_backbone("mnasnet", {}, width_scale=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="depth_scale applies to efficientnetv2 only"):
         mobile.build_backbone("mnasnet", {}, depth_scale=0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="num_classes must be >= 1, got 0"):
         mobile.build_mobile_classifier("mnasnet", {}, num_classes=0)
 
 
 def test_registered_in_nas_builder_registry():
-    nas = pytest.importorskip("trainers.nas")
-    if not hasattr(nas, "build_model"):
-        pytest.skip("trainers.nas registry not available")
     space = get_space("mnasnet")
     assert {"mnasnet", "efficientnetv2"} <= set(nas.list_builders())
     model = nas.build_model("mnasnet", dict(space.default(), width_scale=0.25), task="classification",
@@ -180,7 +179,6 @@ def test_registered_in_nas_builder_registry():
 
 
 def test_detection_builder_outputs_pyramid_and_losses():
-    nas = pytest.importorskip("trainers.nas")
     space = get_space("mnasnet")
     model = nas.build_model("mnasnet", space.default(), task="detection", num_classes=3,
                             width_scale=0.25, image_size=64, head_convs=1)

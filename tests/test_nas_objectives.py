@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainers.errors import TrainerError
 from trainers.nas import objectives as obj
 
 
@@ -46,7 +47,7 @@ def test_latency_positive_median_and_mode_restored():
     ms = obj.measure_latency(model, (1, 3, 16, 16), warmup=1, repeats=5)
     assert ms > 0 and math.isfinite(ms)
     assert model.training
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="repeats must be >= 1, got 0"):
         obj.measure_latency(model, (1, 3, 16, 16), repeats=0)
 
 
@@ -68,9 +69,9 @@ def test_hard_reward_formula():
     assert obj.hard_reward(0.8, 5.0, 10.0) == pytest.approx(0.8)
     assert obj.hard_reward(0.8, 20.0, 10.0) == pytest.approx(0.4)
     assert obj.reward(0.8, 40.0, 10.0, "hard") == pytest.approx(0.2)
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="reward kind must be 'soft' or 'hard', got 'medium'"):
         obj.reward(0.8, 1.0, 1.0, "medium")
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="latency target must be a positive finite number"):
         obj.hard_reward(0.8, 1.0, 0.0)
 
 
@@ -101,9 +102,9 @@ def test_pareto_front_two_objectives():
 def test_pareto_front_single_objective_and_ties():
     pts = [{"a": 1}, {"a": 3}, {"a": 3}, {"a": 2}]
     assert obj.pareto_front(pts, ["a"]) == [{"a": 3}, {"a": 3}]
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="objective 'a': mode must be 'max' or 'min'"):
         obj.pareto_front(pts, {"a": "up"})
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainerError, match="needs at least one objective"):
         obj.pareto_front(pts, {})
 
 

@@ -68,7 +68,7 @@ def test_combination_rank_roundtrip_and_bijection():
             assert rank_combination(sub, n) == r
             seen.add(sub)
         assert len(seen) == math.comb(n, k)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"rank 10 outside \[0, C\(5,2\) = 10\)"):
         unrank_combination(math.comb(5, 2), 5, 2)
 
 

@@ -165,7 +165,6 @@ def test_efficientnetv2_classification_smoke(tmp_path):
 
 
 def test_detection_on_synthetic_shapes_improves_loss(tmp_path):
-    pytest.importorskip("trainers.nas.detection_data")
     cfg = tiny_mnasnet(task="detection", dataset="synthetic-shapes", image_size=64,
                        num_train_images=32, num_val_images=8, batch_size=8, optimizer="adamw",
                        lr=2e-3, head_convs=1, fpn_channels=32, checkpoint_every=0,

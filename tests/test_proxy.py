@@ -1,6 +1,7 @@
 """Proxy-task selection logic (orchestrator/proxy.py): pure, no Ray."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def test_kendall_tau_matches_known_values():
     assert kendall_tau(THREE_SWAPS, REF) == pytest.approx(0.6)
     assert math.isnan(kendall_tau([1.0], [2.0]))
     assert math.isnan(kendall_tau([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kendall_tau needs equally long lists, got 2 and 3"):
         kendall_tau([1, 2], [1, 2, 3])
 
 
@@ -52,7 +53,7 @@ def test_cheapest_successful_candidate_is_chosen_with_its_stopping_step():
     assert rows[1]["stop_step"] == 3 and rows[1]["cost"] == pytest.approx(3.0)
     assert rows[2]["stop_step"] == 1 and rows[2]["cost"] == pytest.approx(5.0)
     assert rows[3]["taus"] == pytest.approx([0.6, 13 / 15, 1.0])
-    with pytest.raises(Exception):                 # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         choice.steps = 3  # type: ignore[misc]
     assert choice.to_dict()["settings"] == {"data_fraction": 0.5, "epochs": 3}
 

@@ -1,6 +1,7 @@
 """Core search-space behaviour: parameters, conditions, forbiddens, SearchSpace operations."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -103,22 +104,22 @@ def test_param_defaults_and_domains():
     (lambda: Int("n", 0.5, 3), ["'n'", "integer"]),
 ])
 def test_param_rejects_bad_construction(ctor, words):
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(SpaceError) as e:
         ctor()
     for w in words:
         assert w in str(e.value)
 
 
 def test_default_outside_domain_names_param_and_rule():
-    with pytest.raises(ValueError, match=r"'lr'.*default 2\.0.*outside \[0\.0, 1\.0\]"):
+    with pytest.raises(SpaceError, match=r"'lr'.*default 2\.0.*outside \[0\.0, 1\.0\]"):
         Float("lr", 0.0, 1.0, default=2.0)
-    with pytest.raises(ValueError, match=r"'opt'.*default 'x'.*not one of the choices"):
+    with pytest.raises(SpaceError, match=r"'opt'.*default 'x'.*not one of the choices"):
         Categorical("opt", ("sgd", "adam"), default="x")
 
 
 def test_params_are_frozen():
     p = Int("n", 0, 3)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.low = 2  # type: ignore[misc]
 
 
