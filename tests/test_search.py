@@ -220,24 +220,39 @@ def test_pb2_scheduler_bounds_and_snapped_proposals():
 def test_pb2_spec_checks():
     from orchestrator.errors import SpecError
 
-    with pytest.raises(SpecError, match="perturbation_interval|burn_in_period"):
-        _exp(scheduler={"type": "pb2", "options": {"burn_in_period": 2}}).validate()
+    with pytest.raises(SpecError, match=r"scheduler\.options\.burn_in_period.*perturbation_interval"):
+        _exp(scheduler={"type": "pb2", "options": {"burn_in_period": 2}})
     no_numbers = {"name": "cat", "parameters": {
         "opt": {"type": "categorical", "choices": ["sgd", "adam"]}}}
     with pytest.raises(SpecError, match="numeric.*use 'pbt'"):
         _exp(space=no_numbers, scheduler={"type": "pb2"}).validate()
 
 
-def test_pb2_needs_only_what_rays_pb2_imports(monkeypatch):
-    """Ray 2.60's PB2 fits its GP with scikit-learn: a missing GPy must not block it."""
+def _hide(monkeypatch, hidden: str) -> None:
+    """Make ``importlib.util.find_spec`` report ``hidden`` as not installed."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "GPy" else real(name, *a))
-    from orchestrator.spec import _pb2_missing_dependency
+                        lambda name, *a: None if name == hidden else real(name, *a))
 
-    assert _pb2_missing_dependency() is None
+
+def test_pb2_needs_only_what_rays_pb2_imports(monkeypatch):
+    """Ray 2.60's PB2 fits its GP with scikit-learn: a missing GPy must not block it, and
+    make_scheduler then builds Ray's PB2 with snapping explore."""
+    from ray.tune.schedulers.pb2 import PB2
+
+    _hide(monkeypatch, "GPy")
     exp = _exp(scheduler={"type": "pb2"})
-    exp.validate()  # raises SpecError if PB2 were refused
-    assert exp.scheduler.type == "pb2"
+    assert exp.validate() is exp
+    pb2 = make_scheduler(exp, exp.load_space())
+    assert isinstance(pb2, PB2) and pb2._custom_explore_fn is not None
+
+
+def test_pb2_refused_up_front_when_scikit_learn_is_missing(monkeypatch):
+    from orchestrator.errors import SpecError
+
+    _hide(monkeypatch, "sklearn")
+    with pytest.raises(SpecError, match=r"key 'scheduler.type': Ray's PB2 needs the scikit-learn "
+                                        r"package \(pip install scikit-learn\)"):
+        _exp(scheduler={"type": "pb2"})
