@@ -44,6 +44,7 @@ __all__ = [
     "augmentation_kwargs",
     "create_augmentation",
     "build_train_transform",
+    "with_safe_posterize",
 ]
 
 
@@ -82,7 +83,7 @@ def _posterize_safe(img, bits_to_keep, **_):
     return ImageOps.posterize(img, bits)
 
 
-def _with_safe_posterize(aug):
+def with_safe_posterize(aug):
     """Swap timm's posterize for :func:`_posterize_safe` in every op of a timm AutoAugment."""
     from timm.data import auto_augment as timm_aa
 
@@ -120,7 +121,7 @@ class TimmAutoAugment:
             from timm.data.auto_augment import auto_augment_transform
 
             hparams = {"translate_const": max(1, int(side * 0.45)), "img_mean": self.fill}
-            aug = _with_safe_posterize(auto_augment_transform(self.policy, hparams))
+            aug = with_safe_posterize(auto_augment_transform(self.policy, hparams))
             self._cache[side] = aug
         return aug
 

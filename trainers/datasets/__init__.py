@@ -1,0 +1,1 @@
+"""Datasets, one module per concept; :mod:`trainers.data` is the public facade."""
