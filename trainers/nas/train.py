@@ -27,7 +27,7 @@ can tell which new configurations are the same architecture. The epoch count is
 Failures never raise out of the trainer: a NaN/inf loss reports once with ``diverged=1,
 failed=1``; running out of (CUDA or CPU) memory reports once with ``failed=1``; both carry
 ``failure_reason``, ``metric=0``, ``val_loss=1e9`` and return. Invalid configurations raise
-:class:`~spaces.errors.TrainerError` before anything is trained.
+:class:`~trainers.errors.TrainerError` before anything is trained.
 """
 from __future__ import annotations
 
