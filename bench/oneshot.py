@@ -52,6 +52,11 @@ def main() -> None:
     ap.add_argument("--subnets", type=int, default=20)
     ap.add_argument("--rank", type=int, default=1000)
     ap.add_argument("--search-evals", type=int, default=200)
+    ap.add_argument("--supernet-args", type=json.loads, default={},
+                    help='JSON keyword arguments of the supernet factory, e.g. '
+                         '\'{"widths": [0.25, 0.5, 1.0]}\'')
+    ap.add_argument("--fidelity-only", action="store_true",
+                    help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     a = ap.parse_args()
     if a.quick:
@@ -69,7 +74,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
-                "bn_recalib_batches": 2}
+                "bn_recalib_batches": 2, "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
 
@@ -109,6 +114,8 @@ def main() -> None:
                        "standalone_seconds": alone_s, "archs": archs}
     print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
     save()
+    if a.fidelity_only:
+        return
 
     rank_cfgs = [mut.sample() for _ in range(a.rank)]
     t0 = time.perf_counter()
