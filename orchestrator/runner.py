@@ -209,10 +209,12 @@ def _trainable(exp: Experiment, space: Any):
 
 
 def _callbacks(exp: Experiment, space: Any, exp_dir: str, verbose: bool, total: int | None):
+    from .checkpoints import CheckpointFallback
     from .progress import ProgressCallback
     from .tensorboard import TensorBoardCallback
 
-    cbs = [TensorBoardCallback(Path(exp_dir) / "tensorboard", space, exp.metric, exp.mode)]
+    cbs = [CheckpointFallback(),
+           TensorBoardCallback(Path(exp_dir) / "tensorboard", space, exp.metric, exp.mode)]
     cbs.append(ProgressCallback(exp.name, exp.metric, exp.mode, exp.max_epochs,
                                 exp_dir=exp_dir, total=total, enabled=True))
     return cbs

@@ -194,6 +194,27 @@ class PruningOptunaSearch(OptunaSearch):
             cloudpickle.dump(self.__dict__.copy(), f)
         os.replace(tmp, checkpoint_path)
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Bring a restored searcher and its Optuna study into agreement. The study (e.g. a
+        ``sqlite:///`` storage shared with optuna-dashboard) lives on past Tune's last
+        snapshot: a trial that finished after it is re-run by Tune but must not be told
+        again (Optuna raises ``UpdateFinishedTrialError``), and a trial asked for after it is
+        unknown to Tune and would stay RUNNING in the study forever: it is told FAIL."""
+        import optuna
+
+        ours = {t._trial_id: tid for tid, t in self._ot_trials.items()}
+        for frozen in self._ot_study.get_trials(deepcopy=False):
+            tid = ours.get(frozen._trial_id)
+            if tid is None:
+                if frozen.state == optuna.trial.TrialState.RUNNING:
+                    self._ot_study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+            elif frozen.state.is_finished():
+                self._completed_trials.add(tid)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return

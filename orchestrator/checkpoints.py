@@ -1,0 +1,92 @@
+"""Restores never start from a checkpoint that is gone.
+
+Ray Tune snapshots the experiment state at most every ~10 s, while each trial keeps only its
+newest checkpoints. After a driver crash the snapshot can name a checkpoint that a newer one
+has since replaced (and deleted); Ray would then fail the trial's restore on every retry. It
+can also name no checkpoint for a trial that wrote some after the snapshot, which would train
+that trial again from scratch. :class:`CheckpointFallback` runs when a trial's actor starts,
+before Tune restores it, and points the trial at the newest checkpoint that exists in its
+folder instead.
+"""
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from typing import Any
+
+from ray.tune import Callback
+
+__all__ = ["CheckpointFallback", "newest_checkpoint"]
+
+log = logging.getLogger("archtune")
+_CKPT = re.compile(r"^checkpoint_(\d+)$")
+
+
+def newest_checkpoint(fs: Any, trial_path: str) -> tuple[int, str] | None:
+    """(index, path) of the newest ``checkpoint_NNNNNN`` folder in ``trial_path``."""
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+    found = [(int(m.group(1)), i.path) for i in infos
+             if i.type == pafs.FileType.Directory
+             and (m := _CKPT.match(posixpath.basename(i.path)))]
+    return max(found) if found else None
+
+
+def _exists(fs: Any, path: str) -> bool:
+    import pyarrow.fs as pafs
+
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+class CheckpointFallback(Callback):
+    """Before a trial is restored, replace a missing checkpoint (or none at all, when the
+    trial's folder holds some) with the newest one on storage."""
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        storage = getattr(trial, "storage", None)
+        if storage is None:
+            return
+        manager = trial.run_metadata.checkpoint_manager
+        kept = [r for r in manager.best_checkpoint_results
+                if _exists(r.checkpoint.filesystem, r.checkpoint.path)]
+        current = manager.latest_checkpoint_result
+        if current is not None and current in kept:
+            if len(kept) < len(manager.best_checkpoint_results):
+                self._rebuild(trial, kept)  # Ray would fail deleting the missing ones
+            return
+        newest = newest_checkpoint(storage.storage_filesystem, storage.trial_fs_path)
+        if newest is None:
+            return
+        index, path = newest
+        log.warning("trial %s: checkpoint %s is missing; restoring from %s",
+                    trial.trial_id, current.checkpoint.path if current else None, path)
+        self._rebuild(trial, [r for r in kept if r.checkpoint.path != path],
+                      _fallback_result(current, index, path, storage.storage_filesystem))
+
+    @staticmethod
+    def _rebuild(trial: Any, kept: list, latest: Any = None) -> None:
+        from ray.train._internal.checkpoint_manager import _CheckpointManager
+
+        old = trial.run_metadata.checkpoint_manager
+        manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
+        for r in kept + ([latest] if latest is not None else []):
+            manager.register_checkpoint(r)
+        trial.run_metadata.checkpoint_manager = manager
+
+
+def _fallback_result(current: Any, index: int, path: str, fs: Any) -> Any:
+    """The training result Tune restores from: ``path``, with the iteration it was written at
+    (archtune's trainers write one checkpoint per report)."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    if current is not None:
+        old = _CKPT.match(posixpath.basename(current.checkpoint.path))
+        old_index = int(old.group(1)) if old else index
+        iteration = int(current.metrics.get("training_iteration", 0)) + index - old_index
+        metrics = {**current.metrics, "training_iteration": iteration}
+    else:
+        metrics = {"training_iteration": index + 1}
+    return _TrainingResult(checkpoint=Checkpoint(path, fs), metrics=metrics)
