@@ -223,7 +223,7 @@ def test_cotuning_with_pretrained_checkpoint(tmp_path):
     assert torch.equal(ft.model.conv1[0].weight.cpu(), src.conv1[0].weight)
     rel = ft.cotuning.relationship
     assert rel.shape == (5, 7) and torch.allclose(rel.sum(1), torch.ones(5), atol=1e-5)
-    assert torch.equal(ft.cotuning.source_head.weight.detach().cpu(), src.fc.weight)
+    assert torch.equal(ft.cotuning.source_head.heads["fc"].weight.detach().cpu(), src.fc.weight)
     assert {id(p) for p in ft.cotuning.source_head.parameters()} <= opt_param_ids(ft.optimizer)
     x, y = batch(ft)
     ft.model.eval()
@@ -376,8 +376,13 @@ def test_should_stop_between_epochs(tmp_path):
 
 def test_data_augmentation_transform_is_used(tmp_path):
     ft = make(tmp_path, **{"data-augmentation": "random-augment", "ra-num-ops": 2, "ra-magnitude": 17})
-    assert "RandAugment" in repr(ft.train_ds.transform)
-    assert ft.val_ds.transform is None
+    train_tf, val_tf = repr(ft.data.train_ds.transform), repr(ft.data.val_ds.transform)
+    # timm's training pipeline with the op in the secondary stage (replacing ColorJitter)
+    assert train_tf.index("RandomResizedCrop") < train_tf.index("RandAugment")
+    assert "ColorJitter" not in train_tf and "RandAugment" not in val_tf
+    assert "CenterCrop" in val_tf
+    plain = make(tmp_path / "p", **{"data-augmentation": "none"})
+    assert "ColorJitter" in repr(plain.data.train_ds.transform)
 
 
 def test_bss_svd_failure_counts_as_divergence(tmp_path):

@@ -1,30 +1,34 @@
 """The timm fine-tuning trainer: ``train(config, ctx)``.
 
-Every Quick-Tune knob (REFERENCE.md section 1) is real:
+Every Quick-Tune knob (REFERENCE.md section 1) is real; the pieces are built by the pure helpers
+of :mod:`trainers.finetune_factory`:
 
-- model from ``timm.create_model(model, drop_rate=drop)``; ``pretrained`` is ``False``, ``True``
-  (timm hub weights) or a path to a local checkpoint (``torch.load(weights_only=True)``; a
-  ``state_dict``, or a dict holding one under ``"state_dict"``/``"model"``). The classifier is
-  replaced when the class count differs; the pretrained classifier is kept as Co-Tuning's
-  source head.
+- model: ``timm.create_model(model, drop_rate=drop)`` at the size
+  :func:`trainers.model_fit.fit_model` chose for ``image_size`` (``img_size=`` where timm can,
+  ``dynamic_img_pad`` where the patch size does not divide it, else images resized to the nearest
+  size the model accepts; the side used is reported as ``input_size``). ``pretrained`` is
+  ``False``, ``True`` (timm hub weights) or a path to a local checkpoint (a state dict, also
+  inside ``state_dict``/``model``, or ``.safetensors``), loaded through timm's own loader. The
+  head -- every module ``reset_classifier`` re-creates -- is replaced when the class count
+  differs; the pretrained head is kept as Co-Tuning's source head.
+- data: timm's training pipeline with the ``data-augmentation`` op (:mod:`trainers.transforms`),
+  the model's evaluation pipeline.
 - ``pct-to-freeze`` / ``linear-probing`` (:mod:`trainers.freezing`); linear probing trains the
-  head alone for ``ctx.max_epochs // 2`` epochs (none when ``max_epochs`` is 1), then the
-  optimiser is rebuilt over the newly trainable parameters, keeping the head's optimiser state
-  and the LR schedule position.
-- ``layer-decay`` / ``opt`` / ``sched`` / ``warmup*`` (:mod:`trainers.optim`, timm factories on the
-  timm model itself, never on a wrapper).
+  head alone for ``ctx.max_epochs // 2`` epochs, then the optimiser is rebuilt over the newly
+  trainable parameters, keeping the head's optimiser state and the LR schedule position.
+- ``layer-decay`` / ``opt`` / ``sched`` / ``warmup*`` (:mod:`trainers.optim`).
 - ``stoch-norm``, ``sp-reg``, ``delta-reg``, ``bss-reg``, ``cotuning-reg``
-  (:mod:`trainers.stochnorm`, :mod:`trainers.regularizers`). ``cotuning-reg > 0`` without a
-  pretrained classifier (``pretrained`` false) is rejected with a :class:`TrainerError` before
-  any training.
-- ``mixup``/``cutmix``/``mixup-prob``/``smoothing`` (timm ``Mixup`` + ``SoftTargetCrossEntropy``,
-  else label-smoothing CE), ``clip-grad`` (global norm, unscaled first under AMP), ``amp``
-  (bf16 autocast on CPU and on CUDA when supported, else fp16 with a ``GradScaler``).
-- ``data-augmentation`` & co (:mod:`trainers.augment`).
+  (:mod:`trainers.stochnorm`, :mod:`trainers.regularizers`); DELTA and BSS read the pre-logit
+  features before the head's dropout. ``cotuning-reg > 0`` without a pretrained source head is
+  rejected with a :class:`TrainerError` before any training.
+- ``mixup``/``cutmix``/``mixup-prob``/``smoothing``, ``clip-grad`` (unscaled first under AMP),
+  ``amp`` (bf16 where supported, else fp16 with a ``GradScaler``).
 
 Each epoch reports ``epoch, train_loss, val_loss, val_acc, lr, epoch_time_s,
-train_images_per_s, diverged`` and, every ``checkpoint_every`` epochs, a full checkpoint
-(:mod:`trainers.checkpoint`). A NaN/inf loss reports once with ``diverged=1`` and returns.
+train_images_per_s, diverged, input_size`` plus a flag per setting that does less than asked
+(:func:`trainers.finetune_factory.config_notes`, also logged once) and, every
+``checkpoint_every`` epochs, a full checkpoint (:mod:`trainers.checkpoint`; L2-SP's ``w0`` and
+Co-Tuning's state included). A NaN/inf loss reports once with ``diverged=1`` and returns.
 Resuming from ``ctx.restore_dir`` continues bit-for-bit (deterministic CPU mode). Resuming
 under a mutated config (a PBT exploit) keeps the weights and each parameter's optimiser state,
 mapped by parameter name when the new config groups the parameters differently, and applies the
@@ -33,8 +37,6 @@ new config's optimiser hyperparameters and schedule.
 from __future__ import annotations
 
 import math
-import os
-import random
 import shutil
 import tempfile
 import time
@@ -42,7 +44,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +54,10 @@ from . import freezing
 from .api import TrialContext
 from .checkpoint import load_optimizer_state, read_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainerConfig
+from .finetune_factory import (config_notes, configure_determinism, create_amp,
+                               create_criterion, create_data, create_model,
+                               create_regularizers, resolve_device, seed_everything)
+from .model_fit import fit_model
 from .optim import create_optimizer, create_scheduler, current_lr, rebuild_optimizer
 
 __all__ = ["train", "FineTuner", "build_model", "WORST_LOSS"]
@@ -61,97 +66,10 @@ WORST_LOSS = 1e9  # reported val_loss/train_loss of a diverged trial
 _NAN_CHECK_EVERY = 25  # steps between finiteness checks of the running loss
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TrainerError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainerError("device: 'cuda' requested but CUDA is not available")
-    return device
-
-
-def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path).expanduser()
-    if p.is_dir():
-        candidates = [p / n for n in ("state.pt", "model.pt", "pytorch_model.bin", "checkpoint.pt")]
-        p = next((c for c in candidates if c.is_file()), p)
-    if not p.is_file():
-        raise TrainerError(f"pretrained: checkpoint {str(path)!r} not found")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrainerError(f"pretrained: cannot read {str(p)!r} as a weights-only checkpoint: {exc}") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        raise TrainerError(f"pretrained: {str(p)!r} holds no state_dict")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
 def build_model(cfg: TrainerConfig) -> tuple[nn.Module, nn.Module | None]:
-    """``(model, source_head)``: the timm model with pretrained weights as configured, and the
-    pretrained classifier (a deep copy) when there is one. The classifier is *not* yet sized to
-    the target task; :class:`FineTuner` does that once the data set is known."""
-    import timm
-
-    try:
-        if cfg.pretrained is True:
-            model = timm.create_model(cfg.model, pretrained=True, drop_rate=cfg.drop)
-        else:
-            kwargs: dict[str, Any] = {"drop_rate": cfg.drop}
-            if cfg.num_classes is not None and not isinstance(cfg.pretrained, str):
-                kwargs["num_classes"] = cfg.num_classes
-            model = timm.create_model(cfg.model, pretrained=False, **kwargs)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc) or "Invalid model" in str(exc):
-            import difflib
-
-            close = difflib.get_close_matches(cfg.model, timm.list_models(), n=3, cutoff=0.6)
-            raise TrainerError(f"model: unknown timm model {cfg.model!r}; close: {close}") from None
-        raise
-    source_head = None
-    if isinstance(cfg.pretrained, str):
-        state = _load_state_dict(cfg.pretrained)
-        head_names = freezing.head_parameter_names(model)
-        weight_name = next((n for n in sorted(head_names) if n.endswith("weight")), None)
-        if weight_name is not None and weight_name in state:
-            src_classes = int(state[weight_name].shape[0])
-            if src_classes != model.num_classes:
-                model.reset_classifier(src_classes)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise TrainerError(
-                f"pretrained: {cfg.pretrained!r} does not match timm model {cfg.model!r}: "
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-            )
-        source_head = _copy_head(model)
-    elif cfg.pretrained is True:
-        source_head = _copy_head(model)
-    return model, source_head
-
-
-def _copy_head(model: nn.Module) -> nn.Module | None:
-    import copy
-
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(head, nn.Linear) and head.out_features > 0:
-        return copy.deepcopy(head)
-    return None
+    """``(model, source_head)`` for ``cfg`` at its ``image_size``
+    (:func:`trainers.finetune_factory.create_model` with :func:`trainers.model_fit.fit_model`)."""
+    return create_model(cfg, fit_model(cfg.model, cfg.image_size))
 
 
 class FineTuner:
@@ -175,136 +93,67 @@ class FineTuner:
             )
         self.logger = getattr(ctx, "logger", None)
         self.seed = int(getattr(ctx, "seed", 0))
-        num_cpus = getattr(ctx, "num_cpus", None)
-        if num_cpus:
-            torch.set_num_threads(max(1, int(num_cpus)))
-        self.device = _resolve_device(cfg.device)
-        self._prev_deterministic = torch.are_deterministic_algorithms_enabled()
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            if self.device.type == "cuda":
-                torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        if getattr(ctx, "num_cpus", None):
+            torch.set_num_threads(max(1, int(ctx.num_cpus)))
+        self.device = resolve_device(cfg.device)
+        self._prev_deterministic = configure_determinism(cfg.deterministic, self.device)
         self.channels_last = self.device.type == "cuda"
-        _seed_everything(self.seed)
+        seed_everything(self.seed)
 
-        # model ---------------------------------------------------------------------------
-        from . import augment, data
+        self.fit_info = fit_model(cfg.model, cfg.image_size)
+        model, source_head = create_model(cfg, self.fit_info)
+        self.notes = config_notes(cfg, model, self.max_epochs)
+        self.data = create_data(cfg, model, self.fit_info, self.device, self.seed)
+        self.num_classes = self.data.num_classes
+        self.train_loader, self.val_loader = self.data.train_loader, self.data.val_loader
+        self.model = self._prepare_model(model)
+        self.frozen = freezing.freeze_plan(self.model, cfg.pct_to_freeze)
+        self.probe_epochs = self.max_epochs // 2 if cfg.linear_probing else 0
+        self._set_head_only(False)
+        self.regs = create_regularizers(cfg, self.model, self.frozen, source_head,
+                                        self.num_classes, self.device)
+        self.l2sp, self.delta, self.cotuning = self.regs.l2sp, self.regs.delta, self.regs.cotuning
+        self.criterion, self.mixup_fn = create_criterion(cfg, self.num_classes)
+        self.amp_dtype, self.scaler = create_amp(cfg, self.device)
+        for message in self.notes.values():
+            self._log(f"warning: {message}")
 
-        model, source_head = build_model(cfg)
-        if cfg.cotuning_reg > 0 and source_head is None:
-            raise TrainerError(
-                f"cotuning-reg > 0 needs a linear source classifier, but {cfg.model!r} "
-                f"(pretrained={cfg.pretrained!r}) has none; set cotuning-reg to 0"
-            )
-        mean, std, input_size = data.resolve_data_config(model)
-        image_size = int(cfg.image_size or input_size[-1])
-        self.data_cfg = data.DataConfig(
-            dataset=cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
-            data_fraction=cfg.data_fraction, image_size=image_size, val_fraction=cfg.val_fraction,
-            seed=0, num_workers=cfg.num_workers, batch_size=cfg.batch_size,
-            eval_batch_size=cfg.eval_batch_size,
-        )
-        transform = augment.build_train_transform(cfg.to_dict(), mean=mean)
-        self.train_ds, self.val_ds, num_classes = data.build_datasets(self.data_cfg, mean, std, transform)
-        if cfg.num_classes is not None and cfg.num_classes != num_classes:
-            raise TrainerError(
-                f"num_classes: config says {cfg.num_classes} but dataset {cfg.dataset!r} has {num_classes}"
-            )
-        self.num_classes = num_classes
-        if model.num_classes != num_classes:
-            model.reset_classifier(num_classes)
-        self.train_loader, self.val_loader = data.build_loaders(
-            self.train_ds, self.val_ds, self.data_cfg, device=self.device, seed=self.seed
-        )
-        if cfg.stoch_norm:
+        state = read_checkpoint(ctx.restore_dir) if ctx.restore_dir is not None else None
+        self.start_epoch = int(state["epoch"]) if state is not None else 0
+        self.best_metric: float | None = None
+        # the trainable set the checkpoint's optimiser was built for (or the first epoch's)
+        self._set_head_only(max(self.start_epoch - 1, 0) < self.probe_epochs)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = create_scheduler(self.optimizer, cfg, self.max_epochs)
+        if state is not None:
+            self._restore(state)
+        elif self.cotuning is not None:
+            self._compute_relationship()
+
+    def _prepare_model(self, model: nn.Module) -> nn.Module:
+        """Head sized to the task, StochNorm, device and memory format."""
+        if model.num_classes != self.num_classes:
+            model.reset_classifier(self.num_classes)
+        if self.cfg.stoch_norm:
             from .stochnorm import convert_to_stochnorm
 
             model = convert_to_stochnorm(model)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.model = model
+        return model
 
-        # freezing ------------------------------------------------------------------------
-        self.frozen = freezing.freeze_plan(model, cfg.pct_to_freeze)
-        self.probe_epochs = self.max_epochs // 2 if cfg.linear_probing else 0
-        self.head_only = False
-        freezing.apply_trainable(model, self.frozen)
-
-        # regularisers (built from the starting weights) --------------------------------------
-        from . import regularizers as regs
-
-        self.l2sp = self.delta = self.cotuning = None
-        if cfg.sp_reg > 0:
-            head = freezing.head_parameter_names(model)
-            named = [(n, p) for n, p in model.named_parameters() if n not in head and n not in self.frozen]
-            self.l2sp = regs.L2SP(model, named).to(self.device)
-        if cfg.delta_reg > 0:
-            self.delta = regs.DeltaRegularizer(model).to(self.device)
-        if cfg.cotuning_reg > 0:
-            source_head = source_head.to(self.device)
-            self.cotuning = regs.CoTuning(
-                source_head, torch.zeros(num_classes, source_head.out_features, device=self.device)
-            )
-        self.need_features = cfg.delta_reg > 0 or cfg.bss_reg > 0 or cfg.cotuning_reg > 0
-
-        # loss & mixing -----------------------------------------------------------------------
-        from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-        self.mixup_fn = None
-        if cfg.mixing:
-            self.mixup_fn = Mixup(
-                mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                switch_prob=0.5, mode="batch", label_smoothing=cfg.smoothing, num_classes=num_classes,
-            )
-            self.criterion: nn.Module = SoftTargetCrossEntropy()
-        elif cfg.smoothing > 0:
-            self.criterion = LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
-        else:
-            self.criterion = nn.CrossEntropyLoss()
-
-        # AMP -----------------------------------------------------------------------------
-        self.amp_dtype = None
-        fp16 = False
-        if cfg.amp:
-            if self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-                self.amp_dtype, fp16 = torch.float16, True
-            else:
-                self.amp_dtype = torch.bfloat16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16) if fp16 else None
-
-        # optimiser & schedule --------------------------------------------------------------
-        self.start_epoch = 0
-        self.best_metric: float | None = None
-        state = None
-        if ctx.restore_dir is not None:
-            state = read_checkpoint(ctx.restore_dir, map_location="cpu")
-            self.start_epoch = int(state["epoch"])
-        # the trainable set the checkpoint's optimiser was built for (or the first epoch's)
-        self._set_head_only(max(self.start_epoch - 1, 0) < self.probe_epochs)
-        self.optimizer = self._make_optimizer()
-        self.scheduler = create_scheduler(self.optimizer, cfg, self.max_epochs)
-
-        if state is not None:
-            self._restore(state)
-        elif self.cotuning is not None:
-            self._compute_relationship()
-
+    # -- resume ---------------------------------------------------------------------------
     def _restore(self, state: dict) -> None:
         """Load a checkpoint into the freshly built run. The *current* config's optimiser
         hyperparameters win over the saved ones (a PBT exploit may have mutated lr, weight-decay,
         layer-decay, momentum, betas); with an unchanged config the run continues bit-for-bit.
 
-        The model weights are always restored. The optimiser state is restored whole when the
-        parameter grouping is unchanged, else per parameter by name (weight decay switched on or
-        off, or layer decay changed, regroups the parameters); see
-        :func:`trainers.checkpoint.load_optimizer_state`. The epoch schedules are pure functions
-        of the epoch and the config, so they are rebuilt at the resumed epoch; a plateau
-        schedule keeps its saved counters and the LR factor it had applied.
+        The model weights are always restored; the optimiser state whole when the grouping is
+        unchanged, else per parameter by name (:func:`trainers.checkpoint.load_optimizer_state`);
+        the epoch schedules are rebuilt at the resumed epoch, a plateau schedule keeps its
+        counters and LR factor (:meth:`_restore_schedule`); L2-SP's ``w0``, Co-Tuning's state,
+        the loader's and the global RNG states come back (:meth:`_restore_extra`).
         """
         try:
             self.model.load_state_dict(state["model"])
@@ -320,6 +169,12 @@ class FineTuner:
             self._log(f"resume from {self.ctx.restore_dir}: optimiser state not restored ({why})")
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
+        self._restore_schedule(state, how, fresh)
+        self.best_metric = state.get("best_metric")
+        self._restore_extra(state.get("extra", {}))
+        restore_rng_state(state["rng"])
+
+    def _restore_schedule(self, state: dict, how: str | None, fresh: list[dict]) -> None:
         plateau = self.cfg.sched == "plateau"
         if how == "exact":
             for group, new in zip(self.optimizer.param_groups, fresh):
@@ -337,24 +192,25 @@ class FineTuner:
                 for group in self.optimizer.param_groups:
                     group["lr"] = (float(group["initial_lr"]) * float(group.get("lr_scale", 1.0))
                                    * factor)
-        if plateau:
-            inner = self.scheduler.lr_scheduler
-            saved = (state.get("scheduler") or {}).get("inner")
-            if saved is not None:
-                per_group = {k: getattr(inner, k) for k in ("min_lrs", "_last_lr")
-                             if hasattr(inner, k)}
-                inner.load_state_dict(saved)
-                for key, value in per_group.items():  # sized to the current groups
-                    if len(getattr(inner, key, None) or []) != len(self.optimizer.param_groups):
-                        setattr(inner, key, value)
-                if how != "exact":
-                    inner._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
-            if self.start_epoch <= self.scheduler.warmup_t:
-                self.scheduler.step(self.start_epoch)
-        else:  # timm's epoch schedules are pure functions of the epoch and the config
+        if not plateau:  # timm's epoch schedules are pure functions of the epoch and the config
             self.scheduler.step(self.start_epoch)
-        self.best_metric = state.get("best_metric")
-        extra = state.get("extra", {})
+            return
+        inner = self.scheduler.lr_scheduler
+        saved = (state.get("scheduler") or {}).get("inner")
+        if saved is not None:
+            per_group = {k: getattr(inner, k) for k in ("min_lrs", "_last_lr") if hasattr(inner, k)}
+            inner.load_state_dict(saved)
+            for key, value in per_group.items():  # sized to the current groups
+                if len(getattr(inner, key, None) or []) != len(self.optimizer.param_groups):
+                    setattr(inner, key, value)
+            if how != "exact":
+                inner._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        if self.start_epoch <= self.scheduler.warmup_t:
+            self.scheduler.step(self.start_epoch)
+
+    def _restore_extra(self, extra: dict) -> None:
+        if self.l2sp is not None and "l2sp" in extra:
+            self.l2sp.load_state_dict(extra["l2sp"])
         if self.cotuning is not None:
             if "cotuning" in extra:
                 self.cotuning.load_state_dict(extra["cotuning"])
@@ -362,7 +218,6 @@ class FineTuner:
                 self._compute_relationship()
         if "loader_rng" in extra and self.train_loader.generator is not None:
             self.train_loader.generator.set_state(extra["loader_rng"].cpu())
-        restore_rng_state(state["rng"])
 
     def _named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Names of everything the optimiser may train (the model and Co-Tuning's source head),
@@ -382,25 +237,28 @@ class FineTuner:
         optimizer = create_optimizer(self.model, self.cfg)
         if self.cotuning is not None:
             # the source head is fine-tuned jointly (Co-Tuning paper); it lives outside the
-            # timm model, so it gets its own groups (no weight decay on its bias)
-            head = self.cotuning.source_head
-            for params, wd in (([head.weight], self.cfg.weight_decay), ([head.bias], 0.0)):
-                params = [p for p in params if p is not None]
-                if params:
-                    optimizer.add_param_group({"params": params, "weight_decay": wd, "lr_scale": 1.0})
+            # timm model, so it gets its own groups (no weight decay on 1-D parameters)
+            params = list(self.cotuning.source_head.parameters())
+            for group, wd in (([p for p in params if p.ndim > 1], self.cfg.weight_decay),
+                              ([p for p in params if p.ndim <= 1], 0.0)):
+                if group:
+                    optimizer.add_param_group({"params": group, "weight_decay": wd,
+                                               "lr_scale": 1.0})
         return optimizer
 
-    def _compute_relationship(self) -> None:
-        from . import data
-        from .regularizers import compute_relationship, pre_logits
+    def _source_logits(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.cotuning.source_head.logits(self.model, feature_map)
 
-        plain_train, _, _ = data.build_datasets(self.data_cfg, *data.resolve_data_config(self.model)[:2])
-        loader = torch.utils.data.DataLoader(plain_train, batch_size=self.data_cfg.resolved_eval_batch_size)
+    def _compute_relationship(self) -> None:
+        from .regularizers import compute_relationship
+
+        loader = torch.utils.data.DataLoader(self.data.plain_train_ds,
+                                             batch_size=self.data.eval_batch_size)
         self.model.eval()
         try:
             rel = compute_relationship(
-                lambda x: pre_logits(self.model, self._to_device(x)),
-                self.cotuning.source_head, loader, self.num_classes,
+                lambda x: self._source_logits(self.model.forward_features(self._to_device(x))),
+                nn.Identity(), loader, self.num_classes,
             )
         finally:
             self.model.train()
@@ -439,12 +297,15 @@ class FineTuner:
         target = y if target is None else target
         parts: dict[str, torch.Tensor] = {}
         with self._autocast():
-            if self.need_features:
-                from .regularizers import features_and_logits
+            fmap = feats = None
+            if self.regs.need_features or cfg.bss_reg > 0:
+                from .regularizers import head_pre_logits
 
-                feats, logits = features_and_logits(self.model, x)
+                fmap = self.model.forward_features(x)
+                logits = self.model.forward_head(fmap)
+                feats = head_pre_logits(self.model, fmap)
             else:
-                feats, logits = None, self.model(x)
+                logits = self.model(x)
             loss = self.criterion(logits.float(), target)
             parts["task"] = loss.detach()
             if self.l2sp is not None:
@@ -462,12 +323,7 @@ class FineTuner:
                 parts["bss"] = term.detach()
                 loss = loss + cfg.bss_reg * term
             if self.cotuning is not None:
-                if target.ndim == 2:  # soft (mixed) targets: mix the relationship rows alike
-                    src_logits = self.cotuning.source_head(feats).float()
-                    soft = target.float() @ self.cotuning.relationship
-                    term = -(soft * F.log_softmax(src_logits, dim=1)).sum(1).mean()
-                else:
-                    term = self.cotuning.loss(feats, y)
+                term = self.cotuning.loss_from_logits(self._source_logits(fmap), target)
                 parts["cotuning"] = term.detach()
                 loss = loss + cfg.cotuning_reg * term
         return loss, parts
@@ -547,6 +403,8 @@ class FineTuner:
             extra["loader_rng"] = self.train_loader.generator.get_state()
         if self.cotuning is not None:
             extra["cotuning"] = self.cotuning.state_dict()
+        if self.l2sp is not None:
+            extra["l2sp"] = self.l2sp.state_dict()
         return save_checkpoint(
             directory, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
             scaler=self.scaler, epoch=epoch, best_metric=self.best_metric, extra=extra,
@@ -605,9 +463,11 @@ class FineTuner:
                 torch.use_deterministic_algorithms(False)
         return reported
 
-    @staticmethod
-    def _metrics(epoch, train_loss, val_loss, val_acc, lr, epoch_start, images, train_s, diverged):
+    def _metrics(self, epoch, train_loss, val_loss, val_acc, lr, epoch_start, images, train_s,
+                 diverged):
         return {
+            "input_size": int(self.fit_info.input_size),
+            **{flag: 1 for flag in self.notes},
             "epoch": epoch + 1,
             "train_loss": float(train_loss),
             "val_loss": float(val_loss),

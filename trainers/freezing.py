@@ -7,12 +7,16 @@ whose per-tensor sizes differ widely).
 """
 from __future__ import annotations
 
+import functools
+import warnings
+
 import torch
 from torch import nn
 
 from trainers.errors import TrainerError
 
 __all__ = [
+    "head_module_names",
     "head_parameter_names",
     "backbone_parameters",
     "freeze_plan",
@@ -21,16 +25,49 @@ __all__ = [
 ]
 
 
-def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the classifier head's parameters (``get_classifier()``, else the
-    ``pretrained_cfg["classifier"]`` prefix)."""
-    ids: set[int] = set()
+@functools.lru_cache(maxsize=64)
+def _recreated_modules(architecture: str) -> tuple[str, ...]:
+    """Names of the submodules timm's ``reset_classifier`` re-creates for ``architecture``
+    (found on a ``meta``-device copy: no memory, no weights). Only the outermost are listed."""
+    import timm
+
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = timm.create_model(architecture, pretrained=False, num_classes=2)
+    before = dict(net.named_modules())
+    net.reset_classifier(3)
+    new = sorted(n for n, m in net.named_modules() if n and before.get(n) is not m)
+    return tuple(n for n in new if not any(n.startswith(o + ".") for o in new if o != n))
+
+
+def head_module_names(model: nn.Module) -> tuple[str, ...]:
+    """The classifier head: every submodule ``reset_classifier`` re-creates (VOLO's ``head`` and
+    ``aux_head``, DLA's 1x1-conv ``fc``, a ViT's ``head`` ...). Found for timm models from their
+    ``pretrained_cfg["architecture"]``; otherwise the module ``get_classifier()`` returns."""
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    names: tuple[str, ...] = ()
+    if arch and callable(getattr(model, "reset_classifier", None)):
+        try:
+            names = _recreated_modules(str(arch))
+        except Exception:  # noqa: BLE001 - not buildable by name: fall back to get_classifier
+            names = ()
+    own = dict(model.named_modules())
+    names = tuple(n for n in names if n in own)
+    if names:
+        return names
     get_classifier = getattr(model, "get_classifier", None)
-    if callable(get_classifier):
-        head = get_classifier()
-        if isinstance(head, nn.Module):
-            ids = {id(p) for p in head.parameters()}
-    names = {n for n, p in model.named_parameters() if id(p) in ids}
+    head = get_classifier() if callable(get_classifier) else None
+    if isinstance(head, nn.Module):
+        return tuple(n for n, m in model.named_modules() if m is head and n)[:1]
+    return ()
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the head's parameters (:func:`head_module_names`, else the
+    ``pretrained_cfg["classifier"]`` prefix)."""
+    prefixes = head_module_names(model)
+    names = {n for n, _ in model.named_parameters()
+             if any(n == p or n.startswith(p + ".") for p in prefixes)}
     if not names:
         prefix = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
         if isinstance(prefix, str):

@@ -16,6 +16,7 @@ pre_logits=True)``, which works for CNNs and ViTs alike.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Callable, Iterable, Iterator
 
@@ -34,9 +35,12 @@ __all__ = [
     "make_frozen_copy",
     "pre_logits",
     "features_and_logits",
+    "head_pre_logits",
+    "no_head_dropout",
     "head_parameter_names",
     "backbone_parameters",
     "source_head_of",
+    "SourceHead",
 ]
 
 
@@ -45,18 +49,11 @@ __all__ = [
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names (as in ``model.named_parameters()``) of the classifier head's parameters.
+    """Names of the head's parameters: everything ``reset_classifier`` re-creates
+    (:func:`trainers.freezing.head_parameter_names`)."""
+    from trainers.freezing import head_parameter_names as names
 
-    Uses timm's ``get_classifier()``; a model without it has no recognised head (empty set).
-    """
-    get_classifier = getattr(model, "get_classifier", None)
-    if get_classifier is None:
-        return set()
-    head = get_classifier()
-    if not isinstance(head, nn.Module):
-        return set()
-    head_ids = {id(p) for p in head.parameters()}
-    return {name for name, p in model.named_parameters() if id(p) in head_ids}
+    return names(model)
 
 
 def backbone_parameters(
@@ -81,15 +78,27 @@ def make_frozen_copy(model: nn.Module) -> nn.Module:
     return frozen
 
 
-def pre_logits(model: nn.Module, x: Tensor) -> Tensor:
-    """Pre-logit features ``f(x)`` of shape (b, d): timm's ``forward_head(forward_features(x),
-    pre_logits=True)`` (pooled features, after any head norm, before the classifier).
+@contextlib.contextmanager
+def no_head_dropout(model: nn.Module) -> Iterator[None]:
+    """Within the block, the head's dropout is off: every dropout module is in eval mode and a
+    timm model's ``drop_rate`` (applied functionally in ``forward_head``) is 0."""
+    dropouts = [m for m in model.modules()
+                if isinstance(m, nn.modules.dropout._DropoutNd) and m.training]
+    rate = getattr(model, "drop_rate", None)
+    for m in dropouts:
+        m.train(False)
+    if isinstance(rate, float) and rate > 0:
+        model.drop_rate = 0.0
+    try:
+        yield
+    finally:
+        for m in dropouts:
+            m.train(True)
+        if isinstance(rate, float) and rate > 0:
+            model.drop_rate = rate
 
-    Works for every timm model (CNNs and ViTs); other models are rejected rather than guessed at.
 
-    Raises:
-        TrainerError: the model has no ``forward_features``/``forward_head(pre_logits=...)``.
-    """
+def _timm_parts(model: nn.Module):
     forward_features = getattr(model, "forward_features", None)
     forward_head = getattr(model, "forward_head", None)
     if forward_features is None or forward_head is None:
@@ -97,25 +106,38 @@ def pre_logits(model: nn.Module, x: Tensor) -> Tensor:
             f"{type(model).__name__} has no forward_features/forward_head: DELTA, BSS and "
             f"Co-Tuning need a timm-style model to read pre-logit features"
         )
-    feats = forward_head(forward_features(x), pre_logits=True)
+    return forward_features, forward_head
+
+
+def head_pre_logits(model: nn.Module, feature_map: Tensor) -> Tensor:
+    """Pre-logit features (b, d) from a ``forward_features`` output: ``forward_head(...,
+    pre_logits=True)`` with the head's dropout off, flattened."""
+    _, forward_head = _timm_parts(model)
+    with no_head_dropout(model):
+        feats = forward_head(feature_map, pre_logits=True)
     return feats.flatten(1) if feats.ndim > 2 else feats
 
 
-def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(pre_logits(model, x), logits)`` in one forward pass, ``logits =
-    model.get_classifier()(features)``.
+def pre_logits(model: nn.Module, x: Tensor) -> Tensor:
+    """Pre-logit features ``f(x)`` of shape (b, d): timm's ``forward_head(forward_features(x),
+    pre_logits=True)`` (pooled features, after any head norm, *before* the head's dropout and
+    the classifier).
 
-    This equals ``model(x)`` for timm models whose classifier is a plain layer applied to the
-    pre-logit features (ResNets, EfficientNets, MobileNets, ViTs, ConvNeXt...). Lets the loop get
-    the features for DELTA/BSS/Co-Tuning without a second forward.
+    Raises:
+        TrainerError: the model has no ``forward_features``/``forward_head(pre_logits=...)``.
     """
-    feats = pre_logits(model, x)
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if not isinstance(head, nn.Module):
-        raise TrainerError(
-            f"{type(model).__name__} has no get_classifier(): cannot compute logits from features"
-        )
-    return feats, head(feats)
+    forward_features, _ = _timm_parts(model)
+    return head_pre_logits(model, forward_features(x))
+
+
+def features_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(pre-logit features, logits)`` from one ``forward_features`` pass: the features as
+    :func:`pre_logits` (no dropout), the logits ``forward_head(feature_map)`` -- the whole head
+    ``model(x)`` uses (VOLO's ``aux_head`` term, DLA's 1x1-conv classifier, dropout in training).
+    """
+    forward_features, forward_head = _timm_parts(model)
+    fmap = forward_features(x)
+    return head_pre_logits(model, fmap), forward_head(fmap)
 
 
 def source_head_of(model: nn.Module) -> nn.Linear:
@@ -134,6 +156,54 @@ def source_head_of(model: nn.Module) -> nn.Linear:
         f"(got {type(head).__name__ if head is not None else None}); Co-Tuning needs the "
         f"pretrained model's classifier head"
     )
+
+
+class SourceHead(nn.Module):
+    """The pretrained model's whole classifier head, kept for Co-Tuning: copies of every module
+    ``reset_classifier`` re-creates (:func:`trainers.freezing.head_module_names`; VOLO's
+    ``head`` and ``aux_head``, DLA's 1x1-conv ``fc`` ...).
+
+    :meth:`logits` runs the *current* model's ``forward_head`` on a ``forward_features`` output
+    with these modules swapped in, so the parts of the head path that fine-tuning trains (norms,
+    pooling) are the current ones. ``out_features`` is the number of source classes.
+
+    Raises:
+        TrainerError: the model has no head with outputs.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        from trainers.freezing import head_module_names
+
+        self.names = list(head_module_names(model))
+        out = int(getattr(model, "num_classes", 0) or 0)
+        if not self.names or out < 1:
+            raise TrainerError(
+                f"cotuning-reg: {type(model).__name__} has no classifier head with outputs; "
+                f"Co-Tuning needs the pretrained model's classifier head")
+        self.heads = nn.ModuleDict({n.replace(".", "__"): copy.deepcopy(model.get_submodule(n))
+                                    for n in self.names})
+        self.out_features = out
+
+    @contextlib.contextmanager
+    def _swapped(self, model: nn.Module) -> Iterator[None]:
+        saved = []
+        for name in self.names:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            saved.append((parent, child, getattr(parent, child)))
+            setattr(parent, child, self.heads[name.replace(".", "__")])
+        try:
+            yield
+        finally:
+            for parent, child, module in reversed(saved):
+                setattr(parent, child, module)
+
+    def logits(self, model: nn.Module, feature_map: Tensor) -> Tensor:
+        """Source-class logits of ``model``'s ``forward_features`` output (head dropout off)."""
+        _, forward_head = _timm_parts(model)
+        with self._swapped(model), no_head_dropout(model):
+            return forward_head(feature_map)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -394,6 +464,13 @@ class CoTuning(nn.Module):
         logits = self.source_head(features)
         targets = self.relationship.to(logits.device)[y.long()]
         return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+    def loss_from_logits(self, source_logits: Tensor, target: Tensor) -> Tensor:
+        """``mean_b CE(R[y_b], source_logits_b)``; ``target`` holds hard labels (b,) or soft
+        targets (b, num_target) -- mixed targets mix the relationship rows alike."""
+        rel = self.relationship.to(source_logits.device)
+        soft = target.float() @ rel if target.ndim == 2 else rel[target.long()]
+        return -(soft * F.log_softmax(source_logits.float(), dim=1)).sum(dim=1).mean()
 
     def forward(self, features: Tensor, y: Tensor) -> Tensor:
         return self.loss(features, y)
