@@ -26,8 +26,20 @@ from __future__ import annotations
 from trainers.oneshot.export import ChosenInputs, build_subnet
 from trainers.oneshot.mutables import InputSpace, OperationSpace, ValueSpace, derive
 from trainers.oneshot.mutators import DartsMutator, FixedMutator, RandomMutator, apply_config
-from trainers.oneshot.space import decisions, search_space
+from trainers.oneshot.space import decisions, nni_search_space, search_space
 
-__all__ = ["OperationSpace", "InputSpace", "ValueSpace", "derive", "search_space", "decisions",
-           "RandomMutator", "FixedMutator", "DartsMutator", "apply_config", "build_subnet",
-           "ChosenInputs"]
+__all__ = [
+           "ChosenInputs",
+           "DartsMutator",
+           "FixedMutator",
+           "InputSpace",
+           "OperationSpace",
+           "RandomMutator",
+           "ValueSpace",
+           "apply_config",
+           "build_subnet",
+           "decisions",
+           "derive",
+           "nni_search_space",
+           "search_space",
+]

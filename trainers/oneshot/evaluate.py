@@ -10,7 +10,8 @@ configurations (the supernet's BatchNorm buffers are restored after each one).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from torch import nn
 from trainers.oneshot import ops
 from trainers.oneshot.mutators import Mutator
 
-__all__ = ["bn_layers", "recalibrate_bn", "accuracy", "SubnetEvaluator", "subnet_cost"]
+__all__ = ["SubnetEvaluator", "accuracy", "bn_layers", "recalibrate_bn", "subnet_cost"]
 
 _BN = (nn.modules.batchnorm._BatchNorm, ops.BatchNorm2d)
 

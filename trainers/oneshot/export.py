@@ -12,17 +12,25 @@ are copies, so training it leaves the supernet untouched.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from trainers.errors import TrainerError
 from trainers.oneshot import ops
-from trainers.oneshot.mutables import InputSpace, Mutable, OperationSpace, ValueExpr, ValueSpace, reduce_inputs
+from trainers.oneshot.mutables import (
+    InputSpace,
+    Mutable,
+    OperationSpace,
+    ValueExpr,
+    ValueSpace,
+    reduce_inputs,
+)
 from trainers.oneshot.mutators import apply_config
 
-__all__ = ["build_subnet", "export_module", "ChosenInputs"]
+__all__ = ["ChosenInputs", "build_subnet", "export_module"]
 
 _OPS = (ops.Conv2d, ops.Linear, ops.BatchNorm2d)
 

@@ -16,7 +16,8 @@ Widths are ``make_divisible(filters * width * width_scale, 8)`` as in the ``nas`
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from trainers.nas.blocks import ConvBnAct, make_divisible
 from trainers.oneshot import ops
 from trainers.oneshot.mutables import OperationSpace, ValueSpace, derive, value_of
 
-__all__ = ["MnasNetSupernet", "mnasnet_supernet", "standalone", "SUPERNET_DEFAULTS"]
+__all__ = ["SUPERNET_DEFAULTS", "MnasNetSupernet", "mnasnet_supernet", "standalone"]
 
 SUPERNET_DEFAULTS: dict[str, Any] = {
     "num_classes": 10, "in_channels": 3, "width_scale": 1.0, "stem_filters": 16,

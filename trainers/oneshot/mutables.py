@@ -18,7 +18,8 @@ a mutable uses its first candidate.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,8 +27,18 @@ from torch import nn
 from spaces.errors import SpaceError
 from trainers.errors import TrainerError
 
-__all__ = ["Mutable", "OperationSpace", "InputSpace", "ValueSpace", "ValueExpr", "derive",
-           "value_of", "max_value_of", "leaf_spaces", "REDUCTIONS"]
+__all__ = [
+    "REDUCTIONS",
+    "InputSpace",
+    "Mutable",
+    "OperationSpace",
+    "ValueExpr",
+    "ValueSpace",
+    "derive",
+    "leaf_spaces",
+    "max_value_of",
+    "value_of",
+]
 
 REDUCTIONS = ("sum", "mean", "concat")
 
@@ -114,6 +125,11 @@ class OperationSpace(Mutable):
     @property
     def choices(self) -> tuple:
         return self._values
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The candidates' names (``"0", "1", ...`` for a list of candidates)."""
+        return self._names
 
     @property
     def choice(self) -> Any:

@@ -16,25 +16,28 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.errors import SpaceError
 from spaces.core import SearchSpace
+from spaces.errors import SpaceError
 from trainers.oneshot.mutables import InputSpace
 from trainers.oneshot.space import Decision, decisions, search_space
 
-__all__ = ["Mutator", "RandomMutator", "FixedMutator", "DartsMutator", "apply_config"]
+__all__ = ["DartsMutator", "FixedMutator", "Mutator", "RandomMutator", "apply_config"]
 
 
 def _normalise(d: Decision, value: Any) -> Any:
+    m = d.mutables[0]
     if d.kind == "input" and isinstance(value, (list, tuple)):
-        m = d.mutables[0]
         return "+".join(m.names[int(i)] if isinstance(i, int) else str(i) for i in value)
+    if d.kind == "operation" and value not in d.choices and str(value) in m.names:
+        return d.choices[m.names.index(str(value))]  # a candidate's name (NNI layer_choice)
     if value in d.choices:
         return next(c for c in d.choices if c == value)
     return value

@@ -22,7 +22,7 @@ from torch import nn
 from trainers.errors import TrainerError
 from trainers.oneshot.mutables import ValueExpr, ValueSpace, leaf_spaces, max_value_of, value_of
 
-__all__ = ["Conv2d", "Linear", "BatchNorm2d", "Searchable"]
+__all__ = ["BatchNorm2d", "Conv2d", "Linear", "Searchable"]
 
 Searchable = Any  # int | ValueSpace | ValueExpr
 

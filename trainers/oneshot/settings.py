@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from trainers.errors import TrainerError
 
-__all__ = ["OneShotConfig", "STRATEGIES", "INITS", "DEFAULT_SUPERNET"]
+__all__ = ["DEFAULT_SUPERNET", "INITS", "STRATEGIES", "OneShotConfig"]
 
 STRATEGIES = ("spos", "darts")
 INITS = ("scratch", "inherit")
@@ -89,7 +90,7 @@ class OneShotConfig:
             raise TrainerError("invalid one-shot settings: " + "; ".join(problems))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "OneShotConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> OneShotConfig:
         """Build from a flat mapping; unknown keys raise :class:`TrainerError`."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in d if k not in names]

@@ -10,11 +10,17 @@ that candidate is chosen (a condition ``Equals(key, op_key, candidate)``).
 ValueSpace an ordinal (numbers in increasing order) or a categorical, an InputSpace a
 categorical over its subsets (``"0+2"``). Every parameter carries
 ``meta={"arch": True, "mutable": kind}``.
+
+:func:`nni_search_space` writes the same decisions as NNI classic-NAS search-space JSON
+(``layer_choice`` / ``input_choice`` / ``choice`` per key), which ``spaces.formats.nni`` reads
+back; a configuration of that space (candidate names, chosen-input tuples) applies to the model
+through the mutators as it is.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -22,7 +28,7 @@ from spaces.core import Categorical, Equals, Ordinal, SearchSpace
 from spaces.errors import SpaceError
 from trainers.oneshot.mutables import Mutable, OperationSpace, ValueSpace
 
-__all__ = ["Decision", "decisions", "search_space"]
+__all__ = ["Decision", "decisions", "nni_search_space", "search_space"]
 
 
 @dataclass
@@ -116,3 +122,29 @@ def search_space(model: nn.Module, name: str | None = None) -> SearchSpace:
         if d.condition is not None:
             conditions.append(Equals(key, d.condition[0], d.condition[1]))
     return SearchSpace(params, conditions=conditions, name=where)
+
+
+def nni_search_space(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """The model's decisions as NNI classic-NAS search-space JSON, one entry per key.
+
+    OperationSpace -> ``{"_type": "layer_choice", "_value": [candidate names]}``; InputSpace ->
+    ``{"_type": "input_choice", "_value": {"candidates": [input names], "n_chosen": n}}``
+    (``n_chosen`` None, any non-empty subset, is written as the list of counts ``1..k``);
+    ValueSpace -> ``{"_type": "choice", "_value": [candidates]}``. NNI's flat format has no
+    conditions: a decision active under one candidate only is listed like any other.
+
+    Raises:
+        SpaceError: as :func:`decisions`.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, d in decisions(model).items():
+        m = d.mutables[0]
+        if d.kind == "operation":
+            out[key] = {"_type": "layer_choice", "_value": list(m.names)}
+        elif d.kind == "input":
+            n = m.n_chosen if m.n_chosen is not None else list(range(1, m.n_candidates + 1))
+            out[key] = {"_type": "input_choice",
+                        "_value": {"candidates": list(m.names), "n_chosen": n}}
+        else:
+            out[key] = {"_type": "choice", "_value": list(d.choices)}
+    return out

@@ -24,8 +24,9 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from trainers.oneshot.mutators import DartsMutator, RandomMutator
 from trainers.oneshot.settings import OneShotConfig
 from trainers.oneshot.space import search_space
 
-__all__ = ["train_supernet", "train_subnet", "build_supernet", "load_supernet", "data_loaders"]
+__all__ = ["build_supernet", "data_loaders", "load_supernet", "train_subnet", "train_supernet"]
 
 
 def build_supernet(factory: str, args: Mapping[str, Any] | None = None) -> nn.Module:
