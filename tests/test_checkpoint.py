@@ -51,6 +51,13 @@ def test_save_load_full_state(tmp_path):
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)
     assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
+    # AdamW's per-parameter state (step, exp_avg, exp_avg_sq) for every parameter, bit-exact
+    state, state2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert state and set(state2) == set(state)
+    for i, per_param in state.items():
+        assert set(per_param) == set(state2[i]) >= {"step", "exp_avg", "exp_avg_sq"}
+        for key, value in per_param.items():
+            assert torch.equal(torch.as_tensor(state2[i][key]), torch.as_tensor(value)), (i, key)
     inner, inner2 = sched.lr_scheduler, sched2.lr_scheduler
     assert (inner2.best, inner2.num_bad_epochs) == (inner.best, inner.num_bad_epochs)
     with pytest.raises(TrainerError, match="no checkpoint"):
