@@ -633,8 +633,22 @@ def _data_key(data: Mapping[str, Any], message: str) -> str:
     return f"data.{blamed[0]}" if len(blamed) == 1 else "data"
 
 
+def _check_finetune_trials(exp: Experiment, trainer: Any) -> None:
+    """finetune: every model the space can draw runs at ``data.image_size`` and
+    ``cotuning-reg > 0`` has a pretrained source (trainers.model_fit.check_finetune_experiment)."""
+    if exp.trainer != "finetune" or exp.network is not None:
+        return
+    from trainers.model_fit import check_finetune_experiment
+
+    try:
+        check_finetune_experiment(exp.data, exp.load_space())
+    except ArchtuneError as e:
+        key = "space" if str(e).startswith("cotuning-reg") else "data.image_size"
+        raise key_error(None, key, str(e)) from None
+
+
 _TRAINER_RULES: tuple[Callable[[Experiment, Any], None], ...] = (
-    _check_trainer_checkpoints, _check_data,
+    _check_trainer_checkpoints, _check_data, _check_finetune_trials,
 )
 
 

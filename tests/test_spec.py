@@ -145,7 +145,7 @@ def test_examples_are_valid(name):
 
 
 # ------------------------------------------------------------------ bad files, one error each
-FINETUNE = dict(name="ft", space="quicktune_cpu", fixed={"model": "test_resnet"},
+FINETUNE = dict(name="ft", space="quicktune_cpu", fixed={"model": "test_resnet", "cotuning-reg": 0.0},
                 trainer="finetune", data={"dataset": "digits", "image_size": 32},
                 searcher={"type": "random", "seed": 0}, num_samples=2, max_epochs=3)
 BAD_FILES = [  # (change to a valid experiment, dotted key the error must name)
