@@ -180,3 +180,38 @@ def test_registry():
     assert {"spinenet", "spinenet_v2", "spinenet_mbconv", "spinenet_scaling"} <= set(names)
     with pytest.raises(ValueError, match="spinenet"):
         build_model("spinenet_v3", {}, "classification", 2)
+
+
+@pytest.mark.parametrize("family", ["spinenet", "spinenet_mbconv"])
+def test_scaling_scales_a_searched_architecture(family):
+    from spaces.library import get_space
+    from spaces.library.spinenet import base_specs, decode
+
+    space = get_space(family)
+    arch = space.canonical(space.sample(np.random.default_rng(5)))
+    base = {"family": family, **arch}
+    assert base_specs(base) == decode(arch, family) != base_specs(None)
+    knobs = {**scaling_space().default(), "spinenet_base": base, "endpoint_filters": 16,
+             "head_filters": 16, "image_size": 64}
+    small = build_model("spinenet_scaling", {**knobs, "filter_scale": 0.125}, "detection", 3)
+    wider = build_model("spinenet_scaling", {**knobs, "filter_scale": 0.25}, "detection", 3)
+    assert [s.level for s in small.backbone.specs] == [s.level for s in decode(arch, family)]
+    assert (sum(p.numel() for p in wider.parameters())
+            > sum(p.numel() for p in small.parameters()))
+    with torch.no_grad():
+        out = small.backbone.eval()(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["p3", "p4", "p5", "p6", "p7"]
+    with pytest.raises(ValueError, match="not in space"):
+        build_model("spinenet_scaling", {**knobs, "spinenet_base": {"nope": 1}}, "detection", 3)
+
+
+def test_spinenet49_space_trains_at_reduced_width():
+    from trainers.nas.settings import split_config
+
+    settings, space, cfg = split_config({"arch": "spinenet49", "task": "detection",
+                                         "filter_scale": 0.125, "endpoint_filters": 16})
+    assert space.size() == 1 and settings.arch == "spinenet49"
+    det = build_model("spinenet49", cfg, "detection", 4)
+    assert det.backbone.out_channels == 16
+    levels = [s.level for s in det.backbone.specs[:10]]
+    assert levels == [2, 4, 3, 4, 6, 4, 5, 7, 5, 5]

@@ -16,9 +16,11 @@ Spaces (``get_space(name)``):
   blocks only.
 - ``spinenet_mbconv``: allocation L2:1, L3:1, L4:5, L5:4 (11 blocks), offsets {-1, 0, +1, +2},
   MBConv blocks only (expand 6, squeeze-excite 0.2).
-- ``spinenet_scaling``: the fixed SpineNet-49 architecture under a 432-point grid of scaling
-  knobs (image size, endpoint filters, filter scale, resample alpha, block repeats, head convs,
-  head filters).
+- ``spinenet_scaling``: a fixed architecture under a 432-point grid of scaling knobs (image
+  size, endpoint filters, filter scale, resample alpha, block repeats, head convs, head
+  filters). The architecture is SpineNet-49 unless the build setting ``spinenet_base`` names a
+  searched one (a mapping of a family's parameters plus ``family``; see :func:`base_specs`).
+- ``spinenet49``: SpineNet-49 alone (no parameters), under any build settings.
 
 Encoding (every sampled, mutated or crossed configuration is valid by construction; no
 forbidden clauses, no rejection):
@@ -60,10 +62,12 @@ __all__ = [
     "OUTPUT_LEVELS",
     "SPINENET49_BLOCK_SPECS",
     "SpineNetFamily",
+    "base_specs",
     "decode",
     "lehmer_decode",
     "pair_choices",
     "resolve_graph",
+    "spinenet49_space",
     "spinenet_space",
     "unrank_combination",
 ]
@@ -344,12 +348,50 @@ def scaling_space() -> SearchSpace:
     ], name="spinenet_scaling")
 
 
+def spinenet49_space() -> SearchSpace:
+    """The fixed SpineNet-49 architecture: a space without parameters (one point), so that
+    ``arch: spinenet49`` trains it under any build settings (e.g. a reduced ``filter_scale``)."""
+    return SearchSpace([], name="spinenet49")
+
+
+def base_specs(base: Any = None) -> list[BlockSpec]:
+    """Block specs of the architecture that ``spinenet_scaling`` scales.
+
+    ``base`` is ``None`` or ``"spinenet49"`` (the paper's SpineNet-49), or a searched
+    architecture: a mapping of a SpineNet family's parameters plus ``"family"`` (default
+    ``"spinenet"``), e.g. the ``best_config`` of a pipeline's search or final stage.
+
+    Raises:
+        SpaceError: an unknown family, or parameters that are not a valid architecture of it.
+    """
+    from spaces.errors import SpaceError
+
+    if base is None or base == "spinenet49":
+        return list(SPINENET49_BLOCK_SPECS)
+    if not isinstance(base, Mapping):
+        raise SpaceError(f"spinenet_scaling base must be 'spinenet49' or a mapping of a searched "
+                         f"SpineNet architecture, got {base!r}")
+    family = str(base.get("family", "spinenet"))
+    if family not in FAMILIES:
+        raise SpaceError(f"unknown SpineNet family {family!r}; valid: {sorted(FAMILIES)}")
+    space = spinenet_space(family)
+    config = dict(space.default())
+    config.update({k: v for k, v in base.items() if k != "family"})
+    unknown = sorted(k for k in config if k not in space.params)
+    if unknown:
+        raise SpaceError(f"spinenet_scaling base: parameters {unknown} are not in space "
+                         f"{family!r}")
+    space.validate({k: v for k, v in config.items() if space.is_active(k, config)})
+    return decode(config, family)
+
+
 def _register() -> None:
     from spaces.library.registry import register_space
 
     for fam_name in FAMILIES:
         register_space(fam_name)(functools.partial(spinenet_space, fam_name))
     register_space("spinenet_scaling")(scaling_space)
+    register_space("spinenet49")(spinenet49_space)
 
 
 _register()

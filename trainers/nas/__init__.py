@@ -41,6 +41,7 @@ BUILD_SETTINGS: dict[str, Any] = {
     "endpoint_filters": 256,    # SpineNet output width (P3..P7)
     "resample_alpha": 0.5,      # SpineNet cross-scale connection width factor
     "block_repeats": 1,         # SpineNet blocks per stage
+    "spinenet_base": None,      # spinenet_scaling: searched architecture to scale (None: SpineNet-49)
     "head_convs": 4,            # RetinaNet head tower depth
     "head_filters": None,       # RetinaNet head tower width (None: backbone width)
     "image_size": 640,          # detector input size (torchvision transform min/max size)

@@ -1,7 +1,8 @@
 """Registered builders for the SpineNet and NAS-FPN spaces (``trainers.nas.build_model``).
 
 - ``spinenet``, ``spinenet_v2``, ``spinenet_mbconv``: the sampled scale-permuted backbone.
-- ``spinenet_scaling`` / ``spinenet49``: the fixed SpineNet-49 blocks under the scaling knobs
+- ``spinenet_scaling`` / ``spinenet49``: SpineNet-49 (or the searched ``spinenet_base``
+  architecture) under the scaling knobs
   (``endpoint_filters``, ``filter_scale``, ``resample_alpha``, ``block_repeats``, ``head_convs``,
   ``head_filters``, ``image_size``).
 - ``nasfpn``: timm pyramid (``fpn_backbone``) + NAS-FPN neck (``fpn_filters``, ``fpn_repeats``).
@@ -14,8 +15,10 @@ from typing import Any, Mapping
 
 from torch import nn
 
+from spaces.errors import SpaceError
 from spaces.library import nasfpn as nasfpn_space
 from spaces.library import spinenet as spinenet_space
+from trainers.errors import TrainerError
 from trainers.nas import register_builder, setting
 from trainers.nas.heads import ClassificationModel, build_retinanet
 from trainers.nas.nasfpn import NASFPN, NASFPNBackbone, TimmPyramid
@@ -63,8 +66,14 @@ for _family in spinenet_space.FAMILIES:
 @register_builder("spinenet_scaling")
 def build_spinenet_scaling(config: Mapping[str, Any], task: str, num_classes: int,
                            **overrides) -> nn.Module:
-    """SpineNet-49 blocks with the scaling knobs read from ``config``."""
-    backbone = spinenet_backbone(spinenet_space.SPINENET49_BLOCK_SPECS, config, overrides)
+    """The ``spinenet_base`` architecture (default SpineNet-49; any searched SpineNet family
+    architecture, see ``spaces.library.spinenet.base_specs``) with the scaling knobs read from
+    ``config``."""
+    try:
+        specs = spinenet_space.base_specs(setting(config, overrides, "spinenet_base"))
+    except SpaceError as e:
+        raise TrainerError(f"spinenet_base: {e}") from None
+    backbone = spinenet_backbone(specs, config, overrides)
     return attach_head(backbone, config, task, num_classes, overrides)
 
 
