@@ -315,9 +315,20 @@ def test_step_and_multistep_schedules():
     name, lrs = lr_curve({"sched": "step", "decay-epochs": 3, "decay-rate": 0.5}, epochs=10)
     assert name == "StepLRScheduler"
     assert lrs == pytest.approx([0.1 * 0.5 ** (e // 3) for e in range(10)])
-    name, lrs = lr_curve({"sched": "multistep", "decay-epochs": 4, "decay-rate": 0.1}, epochs=12)
+    name, lrs = lr_curve({"sched": "multistep", "decay-epochs": 4, "decay-rate": 0.1}, epochs=30)
     assert name == "MultiStepLRScheduler"
-    assert lrs == pytest.approx([0.1 * 0.1 ** (e // 4) for e in range(12)])
+    # decays at epochs 4, 12, 28 (intervals doubling), where step decays every 4 epochs
+    assert lrs == pytest.approx([0.1 * 0.1 ** sum(e >= m for m in (4, 12, 28)) for e in range(30)])
+
+
+@pytest.mark.parametrize("decay_epochs", [10, 20])
+@pytest.mark.parametrize("decay_rate", [0.1, 0.5])
+def test_multistep_differs_from_step_over_the_space(decay_epochs, decay_rate):
+    knobs = {"decay-epochs": decay_epochs, "decay-rate": decay_rate}
+    _, step = lr_curve({"sched": "step", **knobs}, epochs=50)
+    _, multi = lr_curve({"sched": "multistep", **knobs}, epochs=50)
+    assert step[decay_epochs] == multi[decay_epochs] == pytest.approx(0.1 * decay_rate)
+    assert step != pytest.approx(multi)
 
 
 def test_plateau_schedule_watches_val_acc():

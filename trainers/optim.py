@@ -23,6 +23,7 @@ __all__ = [
     "optimizer_kwargs",
     "scheduler_kwargs",
     "create_optimizer",
+    "multistep_milestones",
     "create_scheduler",
     "rebuild_optimizer",
     "current_lr",
@@ -67,8 +68,9 @@ def scheduler_kwargs(cfg: TrainerConfig, num_epochs: int) -> dict[str, Any]:
     """kwargs for ``create_scheduler_v2``; the schedule spans ``num_epochs`` (the experiment's
     max epochs, even when a trial scheduler stops the trial earlier).
 
-    ``multistep`` decays every ``decay-epochs`` epochs (milestones ``de, 2de, ...`` below
-    ``num_epochs``); ``plateau`` watches validation accuracy (mode ``max``).
+    ``step`` decays every ``decay-epochs`` epochs; ``multistep`` at
+    :func:`multistep_milestones` (intervals doubling); ``plateau`` watches validation accuracy
+    (mode ``max``).
     """
     if num_epochs < 1:
         raise TrainerError(f"the schedule needs num_epochs >= 1, got {num_epochs}")
@@ -87,16 +89,32 @@ def scheduler_kwargs(cfg: TrainerConfig, num_epochs: int) -> dict[str, Any]:
     if cfg.sched == "step":
         kwargs.update(decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate)
     elif cfg.sched == "multistep":
-        # decay at the start of 0-based epochs de, 2de, ... (like ``step``); timm's
-        # MultiStepLRScheduler decays once ``t + 1 >= milestone``, hence the ``+ 1``
-        milestones = [m + 1 for m in range(cfg.decay_epochs, int(num_epochs), cfg.decay_epochs)]
-        kwargs.update(decay_milestones=milestones or [cfg.decay_epochs + 1], decay_rate=cfg.decay_rate)
+        kwargs.update(decay_milestones=multistep_milestones(cfg.decay_epochs, num_epochs),
+                      decay_rate=cfg.decay_rate)
     elif cfg.sched == "plateau":
         kwargs.update(patience_epochs=cfg.patience_epochs, decay_rate=cfg.decay_rate,
                       plateau_mode="max")
     elif cfg.sched != "cosine":
         raise TrainerError(f"sched: unknown scheduler {cfg.sched!r}; valid: {', '.join(SCHEDULERS)}")
     return _drop_none(kwargs)
+
+
+def multistep_milestones(decay_epochs: int, num_epochs: int) -> list[int]:
+    """timm ``decay_milestones`` of the ``multistep`` schedule: the LR is multiplied by
+    ``decay-rate`` at the start of 0-based epochs ``de, 3de, 7de, ...`` (``de * (2**k - 1)``,
+    intervals doubling) below ``num_epochs``, where ``step`` decays every ``de`` epochs
+    (``de, 2de, 3de, ...``). The two differ once a run is longer than ``2 * de`` epochs.
+
+    Quick-Tune's ``multistep`` passed timm's default ``decay_milestones`` (90, 180, 270) and
+    ignored ``decay-epochs``, so in its runs of at most 50 epochs the LR never decayed; here the
+    milestones follow ``decay-epochs`` as the space's condition on it implies. timm's
+    ``MultiStepLRScheduler`` decays once ``t + 1 >= milestone``, hence the ``+ 1``.
+    """
+    starts, k = [], 1
+    while decay_epochs * (2 ** k - 1) < num_epochs:
+        starts.append(decay_epochs * (2 ** k - 1))
+        k += 1
+    return [m + 1 for m in starts] or [decay_epochs * (2 ** k - 1) + 1]
 
 
 def create_optimizer(model: torch.nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
