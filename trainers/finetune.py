@@ -116,7 +116,8 @@ class FineTuner:
         self.criterion, self.mixup_fn = create_criterion(cfg, self.num_classes)
         self.amp_dtype, self.scaler = create_amp(cfg, self.device)
         for message in self.notes.values():
-            self._log(f"warning: {message}")
+            if self.logger is not None:
+                self.logger.warning(message)
 
         state = read_checkpoint(ctx.restore_dir) if ctx.restore_dir is not None else None
         self.start_epoch = int(state["epoch"]) if state is not None else 0
