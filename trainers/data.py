@@ -40,18 +40,18 @@ from .transforms import create_fixed_transform
 from .transforms import resolve_data_config as _model_data_config
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "DataConfig",
-    "TensorImageDataset",
     "ImageDataset",
+    "TensorImageDataset",
     "build_datasets",
     "build_loaders",
+    "list_datasets",
+    "load_digits_uint8",
     "resolve_data_config",
     "source_target_split",
     "stratified_subset",
-    "list_datasets",
-    "load_digits_uint8",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
 ]
 
 Transform = Callable[[Any], torch.Tensor]

@@ -54,13 +54,21 @@ from . import freezing
 from .api import TrialContext
 from .checkpoint import load_optimizer_state, read_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainerConfig
-from .finetune_factory import (config_notes, configure_determinism, create_amp,
-                               create_criterion, create_data, create_model,
-                               create_regularizers, resolve_device, seed_everything)
+from .finetune_factory import (
+    config_notes,
+    configure_determinism,
+    create_amp,
+    create_criterion,
+    create_data,
+    create_model,
+    create_regularizers,
+    resolve_device,
+    seed_everything,
+)
 from .model_fit import fit_model
 from .optim import create_optimizer, create_scheduler, current_lr, rebuild_optimizer
 
-__all__ = ["train", "FineTuner", "build_model", "WORST_LOSS"]
+__all__ = ["WORST_LOSS", "FineTuner", "build_model", "train"]
 
 WORST_LOSS = 1e9  # reported val_loss/train_loss of a diverged trial
 _NAN_CHECK_EVERY = 25  # steps between finiteness checks of the running loss

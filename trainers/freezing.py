@@ -16,11 +16,11 @@ from torch import nn
 from trainers.errors import TrainerError
 
 __all__ = [
-    "head_module_names",
-    "head_parameter_names",
+    "apply_trainable",
     "backbone_parameters",
     "freeze_plan",
-    "apply_trainable",
+    "head_module_names",
+    "head_parameter_names",
     "trainable_names",
 ]
 

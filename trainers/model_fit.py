@@ -70,6 +70,11 @@ def native_size(model: str) -> int:
 
 
 def _probe(model: str, kwargs: Mapping[str, Any], side: int) -> str | None:
+    return _probe_cached(model, tuple(sorted(kwargs.items())), side)
+
+
+@functools.lru_cache(maxsize=512)
+def _probe_cached(model: str, items: tuple[tuple[str, Any], ...], side: int) -> str | None:
     """``None`` when ``model`` built with ``kwargs`` runs a forward pass at ``side`` px, else the
     error (first line). ``TypeError`` from ``create_model`` means an unknown kwarg."""
     import timm
@@ -77,7 +82,7 @@ def _probe(model: str, kwargs: Mapping[str, Any], side: int) -> str | None:
     def run(device: str) -> None:
         with torch.device(device), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            net = timm.create_model(model, pretrained=False, num_classes=2, **kwargs)
+            net = timm.create_model(model, pretrained=False, num_classes=2, **dict(items))
             net.eval()
             with torch.no_grad():
                 net(torch.zeros(1, 3, side, side))

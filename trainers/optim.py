@@ -20,13 +20,13 @@ from .config import TrainerConfig
 from .knobs import SCHEDULERS
 
 __all__ = [
-    "optimizer_kwargs",
-    "scheduler_kwargs",
     "create_optimizer",
-    "multistep_milestones",
     "create_scheduler",
-    "rebuild_optimizer",
     "current_lr",
+    "multistep_milestones",
+    "optimizer_kwargs",
+    "rebuild_optimizer",
+    "scheduler_kwargs",
 ]
 
 # The Quick-Tune optimiser names (trainers.knobs.OPTIMIZERS) are timm's: "sgd" is SGD with

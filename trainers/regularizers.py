@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,19 +28,19 @@ from trainers.errors import TrainerError
 
 __all__ = [
     "L2SP",
-    "DeltaRegularizer",
     "CoTuning",
+    "DeltaRegularizer",
+    "SourceHead",
+    "backbone_parameters",
     "bss_penalty",
     "compute_relationship",
-    "make_frozen_copy",
-    "pre_logits",
     "features_and_logits",
-    "head_pre_logits",
-    "no_head_dropout",
     "head_parameter_names",
-    "backbone_parameters",
+    "head_pre_logits",
+    "make_frozen_copy",
+    "no_head_dropout",
+    "pre_logits",
     "source_head_of",
-    "SourceHead",
 ]
 
 
@@ -298,7 +298,7 @@ class DeltaRegularizer:
         self.source = make_frozen_copy(model)
         self.features_fn = features_fn
 
-    def to(self, *args, **kwargs) -> "DeltaRegularizer":
+    def to(self, *args, **kwargs) -> DeltaRegularizer:
         self.source.to(*args, **kwargs)
         return self
 
@@ -446,7 +446,7 @@ class CoTuning(nn.Module):
         loader: Iterable,
         num_target_classes: int,
         device: torch.device | str | None = None,
-    ) -> "CoTuning":
+    ) -> CoTuning:
         """Compute ``R`` with :func:`compute_relationship` and build the loss module."""
         if source_head is None:
             raise TrainerError(_NO_SOURCE_HEAD)
