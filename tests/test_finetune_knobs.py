@@ -38,6 +38,15 @@ def snapshot(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
+def _assert_trains(ft: FineTuner) -> None:
+    """One step gives a finite loss and moves the trainable parameters."""
+    before = snapshot(ft.model)
+    loss = ft.train_step(*batch(ft))
+    assert math.isfinite(loss.item())
+    assert any(not torch.equal(p, before[n]) for n, p in ft.model.named_parameters()
+               if p.requires_grad)
+
+
 def opt_param_ids(opt):
     return {id(p) for g in opt.param_groups for p in g["params"]}
 
@@ -169,7 +178,7 @@ def test_stoch_norm_and_drop(tmp_path):
     assert count_stochnorm(ft.model) > 0
     assert ft.model.drop_rate == 0.3
     assert all(not isinstance(m, torch.nn.BatchNorm2d) or count_stochnorm(m) for m in ft.model.modules())
-    ft.train_step(*batch(ft))  # trains with StochNorm
+    _assert_trains(ft)  # with StochNorm
     plain = make(tmp_path, **{"stoch-norm": False})
     assert count_stochnorm(plain.model) == 0 and plain.model.drop_rate == 0.0
 
@@ -255,7 +264,7 @@ def test_mixup_probability_and_soft_targets(tmp_path):
     ft = make(tmp_path, **{"mixup": 0.4, "cutmix": 0.5, "mixup-prob": 0.25})
     assert 0.1 < _fraction_mixed(ft) < 0.4
     assert ft.mixup_fn.switch_prob == 0.5 and ft.mixup_fn.mode == "batch"
-    ft.train_step(*batch(ft))
+    _assert_trains(ft)
     smooth = make(tmp_path, **{"smoothing": 0.1})
     assert smooth.mixup_fn is None and isinstance(smooth.criterion, LabelSmoothingCrossEntropy)
     assert smooth.criterion.smoothing == 0.1
@@ -264,8 +273,18 @@ def test_mixup_probability_and_soft_targets(tmp_path):
 
 
 def test_mixup_with_smoothing_targets(tmp_path):
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
     ft = make(tmp_path, **{"mixup": 1.0, "mixup-prob": 0.0, "smoothing": 0.1})
-    assert ft.mixup_fn is None  # mixup-prob 0 never mixes
+    assert ft.mixup_fn is None  # mixup-prob 0 never mixes: smoothing goes to the criterion
+    assert isinstance(ft.criterion, LabelSmoothingCrossEntropy) and ft.criterion.smoothing == 0.1
+    ft = make(tmp_path, **{"mixup": 1.0, "mixup-prob": 1.0, "smoothing": 0.1})
+    assert isinstance(ft.criterion, SoftTargetCrossEntropy) and ft.mixup_fn.label_smoothing == 0.1
+    x, y = batch(ft)
+    _, soft = ft.mixup_fn(x, y)
+    k = soft.shape[1]  # smoothed one-hot rows mixed: each sums to 1, never below 0.1 / k
+    assert torch.allclose(soft.sum(dim=1), torch.ones(len(y)))
+    assert soft.min().item() == pytest.approx(0.1 / k) and soft.max().item() < 1 - 0.1 + 0.1 / k
 
 
 # -- optimisers & schedules ----------------------------------------------------------------------
@@ -369,10 +388,9 @@ def test_clip_grad_caps_global_norm(tmp_path):
 
 
 def test_divergence_reports_once_and_returns(tmp_path):
+    """A learning rate of 1e12 blows the weights up within the first epoch."""
     ctx = LocalContext(tmp_path / "t", seed=0, max_epochs=3, num_cpus=1, echo=False, tensorboard=False)
-    ft = FineTuner({**BASE, "data_fraction": 0.1}, ctx)
-    ft.train_step = lambda x, y: torch.tensor(float("nan"))
-    ft.fit()
+    FineTuner({**BASE, "data_fraction": 0.1, "lr": 1e12, "opt": "sgd"}, ctx).fit()
     assert len(ctx.results) == 1
     r = ctx.results[0]
     assert r["diverged"] == 1 and r["val_acc"] == 0.0 and r["val_loss"] == 1e9
@@ -396,13 +414,20 @@ def test_data_augmentation_transform_is_used(tmp_path):
     assert "ColorJitter" in repr(plain.data.train_ds.transform)
 
 
-def test_bss_svd_failure_counts_as_divergence(tmp_path):
+def test_bss_svd_failure_counts_as_divergence(tmp_path, monkeypatch):
+    """With a learning rate of 1e12 the features turn non-finite and BSS's real SVD raises."""
+    failures = []
+    svdvals = torch.linalg.svdvals
+
+    def counting_svdvals(x):
+        try:
+            return svdvals(x)
+        except torch.linalg.LinAlgError:
+            failures.append(x.shape)
+            raise
+
+    monkeypatch.setattr(torch.linalg, "svdvals", counting_svdvals)
     ctx = LocalContext(tmp_path / "t", seed=0, max_epochs=2, num_cpus=1, echo=False, tensorboard=False)
-    ft = FineTuner({**BASE, "data_fraction": 0.1, "bss-reg": 1e-3}, ctx)
-
-    def broken(x, y):
-        raise torch.linalg.LinAlgError("svd did not converge")
-
-    ft.train_step = broken
-    ft.fit()
+    FineTuner({**BASE, "data_fraction": 0.1, "bss-reg": 1e-3, "lr": 1e12, "opt": "sgd"}, ctx).fit()
+    assert failures, "the SVD never failed"
     assert [r["diverged"] for r in ctx.results] == [1]
