@@ -2,8 +2,10 @@
 tensorboard, error exit codes, and one end-to-end run with the real fine-tuner on digits."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,54 @@ def test_end_to_end_real_finetune_on_digits(ray_session, capsys, tmp_path):
     assert len(res.dataframe) == 2
     assert res.best_metric is not None and res.best_metric > 0.1  # clearly above chance
     assert res.best_config["model"] == "test_resnet"
+
+
+def _toy_spec(tmp_path, **kw) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(dict(
+        name="cli", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 0}, num_samples=2, max_epochs=2, max_concurrent=2,
+        storage=str(tmp_path / "runs"), **kw)))
+    return spec
+
+
+def test_verbose_brings_back_rays_status_output(ray_session, capfd, tmp_path):
+    status = re.compile(r"Trial status|== Status ==")
+    assert main(["run", str(_toy_spec(tmp_path / "quiet"))]) == 0
+    assert not status.search(capfd.readouterr().out)
+    assert main(["run", str(_toy_spec(tmp_path / "loud")), "--verbose"]) == 0
+    assert status.search(capfd.readouterr().out)
+
+
+def test_time_budget_stops_starting_trials(ray_session, capsys, tmp_path):
+    """100 trials of 3 x 1 s epochs would take minutes; a 6 s budget ends the run early."""
+    spec = _toy_spec(tmp_path, time_budget_s=6, data={"sleep": 1.0})
+    spec.write_text(spec.read_text().replace("num_samples: 2", "num_samples: 100")
+                    .replace("max_epochs: 2", "max_epochs: 3"))
+    start = time.monotonic()
+    assert main(["run", str(spec)]) == 0
+    assert time.monotonic() - start < 60
+    from orchestrator import Results
+
+    df = Results.load(tmp_path / "runs" / "cli").dataframe
+    assert 1 <= len(df) < 100
+
+
+def test_pipeline_command_runs_then_skips_finished_stages(ray_session, capsys, tmp_path):
+    from trainers_for_tests import NAS_TOY_SPACE
+
+    spec = tmp_path / "pipe.yaml"
+    spec.write_text(yaml.safe_dump(dict(
+        name="pipe", space=NAS_TOY_SPACE, trainer="tests.trainers_for_tests:nas_like",
+        data={"image_size": 16}, max_epochs=2, max_concurrent=2, stages=["search"],
+        search={"num_samples": 3, "searcher": {"type": "random", "seed": 0}},
+        storage=str(tmp_path / "runs"))))
+    assert main(["pipeline", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "search: complete" in out and "best architecture:" in out
+    results = next((tmp_path / "runs" / "pipe").rglob("results.csv"))
+    first = results.stat().st_mtime_ns
+    assert main(["pipeline", str(spec)]) == 0
+    assert "search: complete" in capsys.readouterr().out
+    assert results.stat().st_mtime_ns == first  # the finished stage was not run again
