@@ -13,6 +13,10 @@ Stages that train a fixed list of architectures (reference, proxy candidates, fi
 :func:`replay` trainer: a one-parameter grid (``model`` = index) over the list, which records
 every report in ``history.jsonl`` in the trial folder (the per-step proxy scores).
 
+The search stage trains with the proxy exactly as it was validated: a candidate trained for E
+epochs that reached the target tau at step s is searched with E-epoch schedules stopped at step
+s (:func:`proxy_trial`), never with the schedule squeezed into s epochs.
+
 A one-shot pipeline (``stages: [supernet, subnet_search, final]``) runs its stages in
 :mod:`orchestrator.oneshot`.
 """
@@ -38,7 +42,7 @@ from .proxy import ProxyCandidate, select_proxy, variance_check
 from .spec import Experiment
 
 __all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
-           "load_pipeline", "run_pipeline", "replay"]
+           "load_pipeline", "run_pipeline", "replay", "proxy_trial"]
 
 log = logging.getLogger("archtune.pipeline")
 
@@ -47,6 +51,8 @@ HISTORY_FILE = "history.jsonl"
 MODEL_KEY = "model"
 REPLAY_TRAINER = "_replay_trainer"
 REPLAY_MODELS = "_replay_models"
+PROXY_TRAINER = "_proxy_trainer"
+PROXY_SCHEDULE = "_proxy_schedule"
 # nas-trainer defaults, used to estimate a proxy's relative cost per step
 _COST_DEFAULTS = {"data_fraction": 1.0, "image_size": 32, "width_scale": 1.0}
 
@@ -83,6 +89,55 @@ def replay(config: dict, ctx: Any) -> None:
 
 
 replay.supports_checkpoint = True
+
+
+class _StopAtProxyLength(BaseException):
+    """Raised by :class:`_ProxyContext` when a trainer reports past the proxy length (a
+    ``BaseException`` so that a trainer's own ``except Exception`` cannot swallow it)."""
+
+
+class _ProxyContext:
+    """Wraps a TrialContext for the validated proxy: ``max_epochs`` is the proxy candidate's
+    schedule length, while ``should_stop`` turns true once ``stop`` steps were reported; a
+    report past ``stop`` is never forwarded (the trial ends there)."""
+
+    def __init__(self, ctx: Any, schedule_epochs: int, stop: int) -> None:
+        self._ctx, self._stop = ctx, int(stop)
+        self.max_epochs = int(schedule_epochs)
+        self._done = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def report(self, metrics: Mapping[str, Any], checkpoint_dir: Any = None) -> None:
+        step = _num(metrics.get("epoch"))
+        step = int(step) if step is not None else self._done + 1
+        if step > self._stop:
+            raise _StopAtProxyLength()
+        self._done = step
+        self._ctx.report(metrics, checkpoint_dir=checkpoint_dir)
+
+    def should_stop(self) -> bool:
+        return self._done >= self._stop or self._ctx.should_stop()
+
+
+def proxy_trial(config: dict, ctx: Any) -> None:
+    """Trainer of the search stage: the trainer named ``config["_proxy_trainer"]`` trained
+    exactly as the proxy was validated, i.e. with its learning-rate (and any other) schedule
+    sized to the candidate's ``config["_proxy_schedule"]`` epochs, stopped after
+    ``ctx.max_epochs`` (the proxy length, the step where Kendall tau reached the target)."""
+    from trainers import get_trainer
+
+    cfg = dict(config)
+    trainer = get_trainer(cfg.pop(PROXY_TRAINER))
+    schedule = int(cfg.pop(PROXY_SCHEDULE))
+    try:
+        trainer(cfg, _ProxyContext(ctx, schedule, int(ctx.max_epochs)))
+    except _StopAtProxyLength:
+        pass
+
+
+proxy_trial.supports_checkpoint = True
 
 
 # ---------------------------------------------------------------------------------- running
@@ -211,19 +266,35 @@ class _Runner:
         out["choice"] = choice.to_dict()
         return out
 
-    def proxy_settings(self) -> tuple[dict[str, Any], int]:
+    def proxy_settings(self) -> tuple[dict[str, Any], int, int]:
+        """``(settings, steps, schedule_epochs)`` of the validated proxy: its settings, the
+        step where tau reached the target and the epochs its schedule was sized to."""
         st = self.summary["stages"].get("proxy")
         if st is None:  # no proxy stage: search with the full settings
-            return {}, self.pipe.max_epochs
+            return {}, self.pipe.max_epochs, self.pipe.max_epochs
         ch = st["choice"]
-        return {k: v for k, v in ch["settings"].items() if k != "epochs"}, int(ch["steps"])
+        schedule = int(ch["settings"].get("epochs", self.pipe.max_epochs))
+        return ({k: v for k, v in ch["settings"].items() if k != "epochs"}, int(ch["steps"]),
+                schedule)
+
+    def search_experiment(self) -> Experiment:
+        """The search stage's experiment: the proxy's settings, trained for the proxy length
+        with the schedule of the validated candidate (``proxy_trial`` when they differ)."""
+        pipe, s = self.pipe, self.pipe.search
+        settings, steps, schedule = self.proxy_settings()
+        data: dict[str, Any] = {**pipe.data, **settings}
+        trainer: Any = pipe.trainer
+        if schedule != steps:
+            data.update({PROXY_TRAINER: pipe.trainer, PROXY_SCHEDULE: schedule})
+            trainer = f"{__name__}:proxy_trial"
+        return pipe.experiment("search", data=data, trainer=trainer, max_epochs=steps,
+                               num_samples=s.num_samples, searcher=dict(s.searcher),
+                               scheduler=dict(s.scheduler), time_budget_s=s.time_budget_s)
 
     def stage_search(self) -> dict[str, Any]:
-        pipe, s = self.pipe, self.pipe.search
-        settings, steps = self.proxy_settings()
-        exp = pipe.experiment("search", data={**pipe.data, **settings}, max_epochs=steps,
-                              num_samples=s.num_samples, searcher=dict(s.searcher),
-                              scheduler=dict(s.scheduler), time_budget_s=s.time_budget_s)
+        pipe = self.pipe
+        settings, steps, schedule = self.proxy_settings()
+        exp = self.search_experiment()
         grace = exp.scheduler.options.get("grace_period")
         if isinstance(grace, (int, float)) and grace > steps:
             log.warning("pipeline: scheduler grace_period %s > proxy length %s; using %s",
@@ -236,7 +307,8 @@ class _Runner:
             raise ArchtuneError(f"search stage ({res.path}): no trial completed with metric "
                                 f"{pipe.metric!r}; nothing to train in the final stage")
         return {"path": res.path, "settings": settings, "max_epochs": steps,
-                "best_config": top[0]["config"], "best_metric": top[0]["score"], "top": top}
+                "schedule_epochs": schedule, "best_config": top[0]["config"],
+                "best_metric": top[0]["score"], "top": top}
 
     def stage_supernet(self) -> dict[str, Any]:
         from .oneshot import run_supernet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from orchestrator.pipeline import Pipeline, run_pipeline
@@ -97,7 +98,22 @@ def test_pipeline_end_to_end_and_resume(ray_session, tmp_path):
     # search: proxy settings and proxy length
     search = on_disk["stages"]["search"]
     assert search["max_epochs"] == 2 and search["settings"] == {"data_fraction": 0.6}
-    assert all(c["max_epochs"] == 2 and c["data_fraction"] == 0.6 for c in by_stage["search"])
+    # the proxy validated was "3-epoch schedule, stopped at step 2": the search trains that
+    assert search["schedule_epochs"] == 3
+    assert all(c["max_epochs"] == 3 and c["data_fraction"] == 0.6 for c in by_stage["search"])
+    search_rows = pd.read_csv(Path(search["path"]) / "results.csv")
+    assert (search_rows["epochs"] == 2).all()
+    proxy_dir = next(Path(r["path"]) for r in proxy["candidates"]
+                     if r["settings"] == {"data_fraction": 0.6, "epochs": 3})
+    at_step2 = {}
+    for hist in proxy_dir.glob("trial_*/history.jsonl"):
+        rows = [json.loads(x) for x in hist.read_text().splitlines()]
+        model = proxy["reference"]["models"][rows[0]["model"]]
+        at_step2[tuple(model[k] for k in ("depth", "width", "op"))] = rows[1]["val_acc"]
+    for _, row in search_rows.iterrows():
+        key = (int(row["config/depth"]), int(row["config/width"]), str(row["config/op"]))
+        if key in at_step2:  # an architecture both trained: the same score at step 2
+            assert row["val_acc"] == pytest.approx(at_step2[key])
     assert 2 <= len(by_stage["search"]) <= 8        # random search reuses duplicates
 
     # final: the top 2 searched architectures, base settings, full length
@@ -129,3 +145,41 @@ def test_pipeline_end_to_end_and_resume(ray_session, tmp_path):
     with pytest.raises(SpecError, match="key 'final'.*completed stage 'final'"):
         run_pipeline(_spec(tmp_path, final={"top_n": 3}))
     assert len(search["top"]) >= 2
+
+
+def test_proxy_trial_is_the_validated_proxy(tmp_path):
+    """Searching with the proxy (E-epoch schedule stopped at step s) reproduces, step by step,
+    what the proxy candidate reported during validation (an E-epoch run), and differs from a
+    run whose schedule is squeezed into s epochs."""
+    from orchestrator.pipeline import PROXY_SCHEDULE, PROXY_TRAINER, proxy_trial
+    from trainers.api import LocalContext
+    from trainers.nas.train import train
+
+    cfg = {"arch": "mnasnet", "dataset": "digits", "image_size": 16, "width_scale": 0.25,
+           "batch_size": 64, "data_fraction": 0.3, "device": "cpu", "lr": 0.2,
+           "checkpoint_every": 0, "latency_warmup": 0, "latency_repeats": 1}
+
+    def run(trainer, config, max_epochs, name):
+        ctx = LocalContext(tmp_path / name, seed=3, max_epochs=max_epochs, echo=False,
+                           tensorboard=False)
+        trainer(config, ctx)
+        return [(r["epoch"], r["lr"], r["val_acc"], r["val_loss"]) for r in ctx.results]
+
+    validated = run(train, cfg, 3, "candidate")                 # the proxy candidate: E = 3
+    searched = run(proxy_trial, {**cfg, PROXY_TRAINER: "nas", PROXY_SCHEDULE: 3}, 2, "search")
+    squeezed = run(train, cfg, 2, "squeezed")                   # schedule squeezed into s = 2
+    assert len(validated) == 3 and len(searched) == 2
+    assert searched == validated[:2]
+    assert squeezed[1][1] != validated[1][1]                    # the lr at step 2 differs
+
+
+def test_proxy_trial_stops_a_trainer_that_ignores_should_stop(tmp_path):
+    from orchestrator.pipeline import PROXY_SCHEDULE, PROXY_TRAINER, proxy_trial
+    from trainers.api import LocalContext
+
+    ctx = LocalContext(tmp_path, seed=0, max_epochs=2, echo=False, tensorboard=False)
+    rec = tmp_path / "calls.jsonl"
+    proxy_trial({"depth": 2, "width": 1, "op": "a", "record_to": str(rec),
+                 PROXY_TRAINER: TRAINER, PROXY_SCHEDULE: 4}, ctx)
+    assert [r["epoch"] for r in ctx.results] == [1, 2]
+    assert json.loads(rec.read_text())["max_epochs"] == 4
