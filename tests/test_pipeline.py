@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from orchestrator.pipeline import Pipeline, run_pipeline
-from orchestrator.errors import SpecError
 from trainers_for_tests import NAS_TOY_SPACE
+
+from orchestrator.errors import SpecError
+from orchestrator.pipeline import Pipeline, run_pipeline
 
 # The pipeline's replay stages resolve the trainer by name inside Ray workers, which import
 # from the driver's working directory (the repository root): name the test module by package.
