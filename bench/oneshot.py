@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--supernet-args", type=json.loads, default={},
                     help='JSON keyword arguments of the supernet factory, e.g. '
                          '\'{"widths": [0.25, 0.5, 1.0]}\'')
+    ap.add_argument("--bn-recalib-batches", type=int, default=2,
+                    help="training batches that recalibrate BatchNorm before each score")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -74,7 +76,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
-                "bn_recalib_batches": 2, "supernet_args": dict(a.supernet_args)}
+                "bn_recalib_batches": a.bn_recalib_batches,
+                "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
 
