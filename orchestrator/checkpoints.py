@@ -41,13 +41,27 @@ def _exists(fs: Any, path: str) -> bool:
 
 
 class CheckpointFallback(Callback):
-    """Before a trial is restored, replace a missing checkpoint (or none at all, when the
-    trial's folder holds some) with the newest one on storage."""
+    """After a resume, before each trial's first restore, replace a missing checkpoint (or
+    none at all, when the trial's folder holds some) with the newest one on storage.
+
+    Only trials restored from the snapshot are checked: while an experiment runs, a trial may
+    be pointed at a checkpoint still being written (a synchronous PBT exploit)."""
+
+    def __init__(self) -> None:
+        self._resumed = False
+        self._checked: set[str] = set()
+
+    def get_state(self) -> dict:
+        return {"saved": True}  # non-empty, so Tune calls set_state on resume
+
+    def set_state(self, state: dict) -> None:
+        self._resumed = True
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         storage = getattr(trial, "storage", None)
-        if storage is None:
+        if not self._resumed or storage is None or trial.trial_id in self._checked:
             return
+        self._checked.add(trial.trial_id)
         manager = trial.run_metadata.checkpoint_manager
         kept = [r for r in manager.best_checkpoint_results
                 if _exists(r.checkpoint.filesystem, r.checkpoint.path)]

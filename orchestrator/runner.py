@@ -253,17 +253,18 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
 
     _quiet_ray_logs(verbose)
     space = exp.load_space()
-    searcher = make_searcher(exp, space)
+    pbt = exp.scheduler.type in ("pbt", "pb2")
+    limit = _max_concurrent(exp)
+    searcher = make_searcher(exp, space, max_concurrent=limit if pbt else 0)
     scheduler = make_scheduler(exp, space)
     num_samples = exp.num_samples
-    if exp.searcher.type == "grid" and exp.scheduler.type not in ("pbt", "pb2"):
+    if exp.searcher.type == "grid" and not pbt:
         num_samples = len(searcher.configs)
     param_space: dict[str, Any] = {}
-    if exp.scheduler.type in ("pbt", "pb2"):
+    if pbt:
         from spaces.compile.tune import to_tune
 
         param_space = to_tune(space)
-    pbt = exp.scheduler.type in ("pbt", "pb2")
     # Actor reuse saves per-trial start-up time, but in Ray 2.60 a trial restored from a
     # checkpoint onto a reused function actor (PBT exploit, HyperBand pause/resume) keeps the
     # previous trial's context (trial dir, id, storage): reuse only where trials never resume.
@@ -283,7 +284,7 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     )
     tune_config = tune.TuneConfig(
         metric=exp.metric, mode=exp.mode, search_alg=searcher, scheduler=scheduler,
-        num_samples=num_samples, max_concurrent_trials=_max_concurrent(exp),
+        num_samples=num_samples, max_concurrent_trials=None if pbt else limit,
         time_budget_s=exp.time_budget_s, reuse_actors=reuse,
         trial_dirname_creator=trial_dirname,
     )

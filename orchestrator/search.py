@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import pickle
@@ -255,7 +254,7 @@ def _seed(exp: Any) -> int | None:
     return exp.searcher.seed if exp.searcher.seed is not None else exp.seed
 
 
-def make_searcher(exp: Any, space: Any):
+def make_searcher(exp: Any, space: Any, *, max_concurrent: int = 0):
     """The Tune search algorithm for ``exp`` (a Ray ``BasicVariantGenerator`` for PBT/PB2,
     which draw their own population through ``param_space``), wrapped in
     :class:`~orchestrator.arch_dedup.ArchDedup` so no architecture is trained twice."""
@@ -264,7 +263,8 @@ def make_searcher(exp: Any, space: Any):
     if SCHEDULERS.meta(exp.scheduler.type).get("population"):
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=_seed(exp))
+        # Tune ignores max_concurrent_trials for a BasicVariantGenerator: it limits itself
+        return BasicVariantGenerator(random_state=_seed(exp), max_concurrent=max_concurrent)
     from orchestrator.arch_dedup import ArchDedup
 
     return ArchDedup(SEARCHERS.create(exp.searcher.type, exp, space), space, max_t=exp.max_epochs)
@@ -343,23 +343,23 @@ def make_median(exp: Any, space: Any):
 
 def make_pbt(exp: Any, space: Any):
     """``pbt``: population-based training over the space's mutable parameters."""
-    from ray.tune.schedulers import PopulationBasedTraining
+    from orchestrator.pbt import SpacePBT
 
     o = exp.scheduler.options
     kw = {k: o[k] for k in ("burn_in_period", "quantile_fraction", "resample_probability",
                             "synch") if k in o}
     if "perturbation_factors" in o:
         kw["perturbation_factors"] = tuple(o["perturbation_factors"])
-    return PopulationBasedTraining(
-        time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
+    # every explored configuration is moved back into the space (orchestrator.pbt)
+    return SpacePBT(
+        space=space, seed=_seed(exp), time_attr=TIME_ATTR,
+        perturbation_interval=perturbation_interval(exp),
         hyperparam_mutations=pbt_mutations(space, seed=_seed(exp)), **kw)
 
 
 def make_pb2(exp: Any, space: Any):
     """``pb2``: PB2 over numeric mutable parameters, proposals snapped onto the space."""
-    from ray.tune.schedulers.pb2 import PB2
-
-    from orchestrator.adapter import snap_to_space
+    from orchestrator.pbt import SpacePB2
 
     o = exp.scheduler.options
     kw = {k: o[k] for k in ("quantile_fraction", "synch") if k in o}
@@ -368,11 +368,11 @@ def make_pb2(exp: Any, space: Any):
         raise SpecError(f"{exp.source or 'experiment'}: key 'scheduler.type': pb2 needs at "
                         f"least one numeric mutable parameter (float, int, or a choice of "
                         f"numbers); use 'pbt' for non-numeric choices")
-    # PB2 proposes any real in [min, max]: snap each proposal onto the space before it
-    # becomes the trial's config (so trainers, results and TensorBoard see valid values)
-    return PB2(time_attr=TIME_ATTR, perturbation_interval=perturbation_interval(exp),
-               hyperparam_bounds=bounds,
-               custom_explore_fn=functools.partial(snap_to_space, space), **kw)
+    # PB2 proposes any real in [min, max]: each proposal is snapped onto the space and its
+    # conditional children repaired before it becomes the trial's config
+    return SpacePB2(space=space, seed=_seed(exp), time_attr=TIME_ATTR,
+                    perturbation_interval=perturbation_interval(exp),
+                    hyperparam_bounds=bounds, **kw)
 
 
 def perturbation_interval(exp: Any) -> int:

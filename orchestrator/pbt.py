@@ -1,0 +1,116 @@
+"""Population-based training that only hands trainers configurations of the space.
+
+Ray's PBT multiplies floats without clamping, moves every choice by +-1 index (as if it were
+ordered), and knows nothing of conditions. :func:`explore_config` is archtune's explore step:
+
+- with probability ``resample_probability`` a parameter is drawn afresh from its domain;
+- an unordered categorical is always drawn afresh (it has no neighbours);
+- an ordinal moves one position up or down;
+- an Int or Float is multiplied by one of ``perturbation_factors`` (for a log-scale parameter a
+  multiplication is a shift in log space) and moved back onto its domain (clamped, on its step);
+- then the space repairs the configuration: children whose conditions now hold are sampled,
+  children whose conditions no longer hold are dropped, forbidden results are redrawn.
+
+:class:`SpacePBT` is Ray's ``PopulationBasedTraining`` with this explore; :func:`into_space`
+maps PB2's continuous proposals onto the space (snapped, then repaired).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.schedulers.pb2 import PB2
+
+from spaces.compile.tune import INACTIVE, strip_inactive
+from spaces.params import Categorical, ChoiceParam, Int
+
+from .adapter import snap_to_space
+
+__all__ = ["SpacePB2", "SpacePBT", "explore_config", "into_space"]
+
+
+def _perturb(p: Any, v: Any, factor: float) -> Any:
+    if isinstance(p, ChoiceParam):  # an ordinal: one position towards the factor's side
+        vals = list(p.values)
+        i = p.index(v) + (1 if factor > 1 else -1)
+        return vals[min(max(i, 0), len(vals) - 1)]
+    if isinstance(p, Int):
+        moved = round(v * factor)
+        if moved == v:  # small ints: at least one step
+            moved = v + (p.step if factor > 1 else -p.step)
+        return moved
+    return v * factor
+
+
+def _to_tune(space: Any, config: Mapping[str, Any], active: Mapping[str, Any]) -> dict:
+    """``config``'s Tune form (helper keys kept) holding ``active`` and INACTIVE elsewhere."""
+    out = dict(config)
+    for n in space.params:
+        out[n] = active.get(n, INACTIVE)
+    return out
+
+
+def into_space(space: Any, config: Mapping[str, Any], rng: np.random.Generator) -> dict:
+    """``config`` (a Tune config, possibly with values off the domain or inactive parameters
+    set) as a valid configuration of ``space`` in Tune form."""
+    active = snap_to_space(space, strip_inactive(config))
+    active = {k: v for k, v in active.items() if k in space.params}
+    for _ in range(100):
+        fixed = space.repair(active, rng)
+        if not space.is_forbidden(fixed):
+            return _to_tune(space, config, fixed)
+        active = {k: v for k, v in active.items() if k in fixed}
+    return _to_tune(space, config, space.sample(rng))
+
+
+def explore_config(space: Any, config: Mapping[str, Any], names: Sequence[str],
+                   rng: np.random.Generator, *, resample_probability: float = 0.25,
+                   perturbation_factors: Sequence[float] = (1.2, 0.8)) -> tuple[dict, dict]:
+    """One PBT explore of ``config`` (Tune form) over the mutable ``names``; returns the new
+    Tune config (valid in ``space``) and ``{name: operation}`` for the log."""
+    base = strip_inactive(config)
+    for _ in range(100):
+        new, ops = dict(base), {}
+        for n in names:
+            if n not in base:  # inactive in this configuration
+                continue
+            p = space.params[n]
+            if isinstance(p, Categorical) or rng.random() < resample_probability:
+                new[n], ops[n] = p.sample(rng), "resample"
+            else:
+                factor = float(perturbation_factors[int(rng.integers(len(perturbation_factors)))])
+                new[n], ops[n] = _perturb(p, base[n], factor), f"* {factor}"
+        out = into_space(space, {**config, **new}, rng)
+        if space.is_valid(strip_inactive(out)):
+            return out, ops
+    return dict(config), {}
+
+
+class SpacePBT(PopulationBasedTraining):
+    """Ray's PBT whose explore step is :func:`explore_config` over ``space``."""
+
+    def __init__(self, *, space: Any, seed: int | None = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._space = space
+        self._rng = np.random.default_rng(seed)
+
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        return explore_config(self._space, trial_to_clone.config,
+                              list(self._hyperparam_mutations), self._rng,
+                              resample_probability=self._resample_probability,
+                              perturbation_factors=self._perturbation_factors)
+
+
+class SpacePB2(PB2):
+    """Ray's PB2 whose proposals are moved onto ``space`` (snapped to the domains, conditional
+    children repaired) before they become a trial's configuration."""
+
+    def __init__(self, *, space: Any, seed: int | None = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._space = space
+        self._rng = np.random.default_rng(seed)
+
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        new, ops = super()._get_new_config(trial, trial_to_clone)
+        return into_space(self._space, new, self._rng), ops
