@@ -445,7 +445,8 @@ def _sample_distinct(space: Any, n: int, seed: int) -> list[dict]:
 
 
 def _top_configs(res: Any, exp: Experiment) -> list[dict[str, Any]]:
-    """The distinct configurations of the trials that trained to the end, best first."""
+    """The distinct architectures of the trials that trained to the end, best first: rows
+    with the same reported ``arch_id`` (or, without one, the same ``config_id``) are one."""
     import pandas as pd
 
     df = res.dataframe
@@ -460,7 +461,8 @@ def _top_configs(res: Any, exp: Experiment) -> list[dict[str, Any]]:
         raw = {k[len("config/"):]: v for k, v in row.items()
                if k.startswith("config/") and not (isinstance(v, float) and math.isnan(v))}
         cfg = {**space.canonical(raw), **dict(exp.fixed)}
-        cid = space.config_id(cfg)
+        arch = row.get("arch_id")
+        cid = str(arch) if isinstance(arch, str) and arch else space.config_id(cfg)
         if cid in seen:
             continue
         seen.add(cid)

@@ -46,3 +46,29 @@ def test_early_stopped_trials_are_not_reused():
     cfg = s.suggest("a")
     s.on_trial_complete("a", fake_train(cfg, epochs=1))
     assert s.trained == {}
+
+
+def test_pipeline_top_configs_keep_one_trial_per_architecture():
+    import types
+
+    import pandas as pd
+
+    from orchestrator.pipeline import _top_configs
+    from orchestrator.spec import Experiment
+
+    space = {"name": "s", "parameters": {
+        "op": {"type": "categorical", "choices": ["identity", "conv"]},
+        "k": {"type": "ordinal", "sequence": [1, 3, 5, 7]}}}
+    rows = [{"op": "identity", "k": 1}, {"op": "identity", "k": 5}, {"op": "conv", "k": 3},
+            {"op": "conv", "k": 5}]
+    df = pd.DataFrame([{"trial_id": f"t{i}", "status": "completed",
+                        "val_acc": [0.9, 0.8, 0.7, 0.6][i],
+                        "arch_id": fake_train({"op": r["op"], "k": r["k"]})["arch_id"],
+                        **{f"config/{k}": v for k, v in r.items()}}
+                       for i, r in enumerate(rows)])
+    exp = Experiment(name="x", space=space, trainer="nas")
+    top = _top_configs(types.SimpleNamespace(dataframe=df), exp)
+    # identity ignores k: t0 and t1 are one architecture, only the better one is kept
+    assert [t["trial_id"] for t in top] == ["t0", "t2", "t3"]
+    no_ids = _top_configs(types.SimpleNamespace(dataframe=df.drop(columns=["arch_id"])), exp)
+    assert len(no_ids) == 4                           # without arch_id: distinct configs
