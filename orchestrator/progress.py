@@ -9,7 +9,6 @@ Retries (a failed trial restarted from its checkpoint) are counted and saved to
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from . import storage
 from .selection import select_best
 
 __all__ = ["ProgressCallback", "classify"]
@@ -25,12 +25,14 @@ __all__ = ["ProgressCallback", "classify"]
 class ProgressCallback(Callback):
     def __init__(self, name: str, metric: str, mode: str, max_epochs: int,
                  exp_dir: str | Path | None = None, stream: TextIO | None = None,
-                 total: int | None = None, enabled: bool = True) -> None:
+                 total: int | None = None, enabled: bool = True,
+                 filesystem: Any = None) -> None:
         self.name = name
         self.metric = metric
         self.mode = mode
         self.max_epochs = max_epochs
-        self.exp_dir = Path(exp_dir) if exp_dir else None
+        self.exp_dir = str(exp_dir) if exp_dir else None  # a local folder or a URI
+        self._fs = filesystem
         self.total = total
         self.enabled = enabled
         self._stream = stream
@@ -73,21 +75,22 @@ class ProgressCallback(Callback):
             return False
 
     # --- persistence ------------------------------------------------------------------
+    def _retries_file(self) -> "storage.Location | None":
+        return storage.resolve(self.exp_dir, self._fs) / "retries.json" if self.exp_dir else None
+
     def _load_retries(self) -> dict[str, int]:
-        if self.exp_dir and (self.exp_dir / "retries.json").is_file():
+        f = self._retries_file()
+        if f is not None and f.is_file():
             try:
-                return dict(json.loads((self.exp_dir / "retries.json").read_text()))
+                return dict(json.loads(f.read_text()))
             except (OSError, ValueError):
                 pass
         return {}
 
     def _save_retries(self) -> None:
-        if not self.exp_dir:
-            return
-        self.exp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.exp_dir / f".retries.json.{os.getpid()}"
-        tmp.write_text(json.dumps(self.retries))
-        os.replace(tmp, self.exp_dir / "retries.json")
+        f = self._retries_file()
+        if f is not None:
+            f.write_text(json.dumps(self.retries))
 
     # --- hooks ------------------------------------------------------------------------
     def setup(self, **info) -> None:

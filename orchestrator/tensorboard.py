@@ -137,11 +137,20 @@ class TensorBoardCallback(Callback):
         space: the SearchSpace (its parameters become the HParams columns).
         metric, mode: the objective (best-so-far scalar ``best/<metric>``).
         metrics: metric tags listed in the HParams config (objective first).
+        filesystem: with a ``logdir`` that is a URI (``s3://...``) or a path on this
+            ``pyarrow.fs`` filesystem, the logs are written to a local folder and copied there
+            when a trial ends and when the experiment ends.
     """
 
     def __init__(self, logdir: str | Path, space: Any, metric: str, mode: str,
-                 metrics: Iterable[str] = DEFAULT_METRICS) -> None:
-        self.logdir = Path(logdir)
+                 metrics: Iterable[str] = DEFAULT_METRICS, filesystem: Any = None) -> None:
+        from . import storage
+
+        remote = storage.is_uri(logdir) or filesystem is not None
+        self.upload_to = str(logdir) if remote else None
+        self._fs = filesystem
+        self.logdir = (Path(tempfile.mkdtemp(prefix="archtune_tb_")) if remote
+                       else Path(logdir))
         self.params = {name: _domain_spec(p) for name, p in space.params.items()}
         self.metric = metric
         self.mode = mode
@@ -160,6 +169,11 @@ class TensorBoardCallback(Callback):
         d = dict(self.__dict__)
         d["_writers"], d["_exp"] = {}, None
         return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        if d.get("upload_to") is not None:  # a fresh local staging folder in this process
+            self.logdir = Path(tempfile.mkdtemp(prefix="archtune_tb_"))
 
     # --- Tune's experiment snapshot: a resumed experiment continues the same logs --------
     def get_state(self) -> dict:
@@ -205,6 +219,23 @@ class TensorBoardCallback(Callback):
         w = self._writers.pop(trial.trial_id, None)
         if w is not None:
             w.close()  # flushes
+            self._upload(_trial_name(trial))
+
+    def _upload(self, sub: str = "") -> None:
+        """Copy the local logs (of one trial folder, or all) to the remote ``logdir``."""
+        if self.upload_to is None:
+            return
+        import pyarrow.fs as pafs
+
+        from . import storage
+
+        dest = storage.resolve(self.upload_to, self._fs)
+        src = self.logdir / sub if sub else self.logdir
+        if sub:
+            dest = dest / sub
+        if src.exists():
+            pafs.copy_files(str(src), dest.path, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=dest.fs)
 
     # --- Callback hooks -------------------------------------------------------------------
     def setup(self, **info) -> None:
@@ -300,6 +331,7 @@ class TensorBoardCallback(Callback):
         if self._exp is not None:
             self._exp.close()
             self._exp = None
+        self._upload()
 
 
 _START_TAG = "_hparams_/session_start_info"
