@@ -111,7 +111,7 @@ def _address(a) -> str:
 def cmd_submit(a) -> int:
     from . import jobs
 
-    job = jobs.submit(a.spec, _address(a))
+    job = jobs.submit(a.spec, _address(a), insecure=a.insecure)
     print(job)
     return 0
 
@@ -119,7 +119,7 @@ def cmd_submit(a) -> int:
 def cmd_status(a) -> int:
     from . import jobs
 
-    print(jobs.status(a.job, _address(a)))
+    print(jobs.status(a.job, _address(a), insecure=a.insecure))
     return 0
 
 
@@ -127,17 +127,17 @@ def cmd_logs(a) -> int:
     from . import jobs
 
     if a.follow:
-        for chunk in jobs.follow_logs(a.job, _address(a)):
+        for chunk in jobs.follow_logs(a.job, _address(a), insecure=a.insecure):
             print(chunk, end="", flush=True)
     else:
-        print(jobs.logs(a.job, _address(a)), end="")
+        print(jobs.logs(a.job, _address(a), insecure=a.insecure), end="")
     return 0
 
 
 def cmd_stop(a) -> int:
     from . import jobs
 
-    stopped = jobs.stop(a.job, _address(a))
+    stopped = jobs.stop(a.job, _address(a), insecure=a.insecure)
     print("stopped" if stopped else "already finished")
     return 0
 
@@ -265,11 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("submit", help="submit an experiment as a Ray Job")
     r.add_argument("spec")
     r.add_argument("--address", default=None, help="dashboard address http://HEAD:8265")
+    r.add_argument("--insecure", action="store_true",
+                   help="send the cluster token over plain http:// to a non-loopback host")
     r.set_defaults(fn=cmd_submit)
     for name, fn in (("status", cmd_status), ("logs", cmd_logs), ("stop", cmd_stop)):
         r = sub.add_parser(name, help=f"{name} of a submitted job")
         r.add_argument("job")
         r.add_argument("--address", default=None)
+        r.add_argument("--insecure", action="store_true",
+                       help="send the cluster token over plain http:// to a non-loopback host")
         if name == "logs":
             r.add_argument("--follow", "-f", action="store_true")
         r.set_defaults(fn=fn)

@@ -43,6 +43,7 @@ __all__ = [
     "wait",
     "list_jobs",
     "TERMINAL_STATUSES",
+    "check_transport",
 ]
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
@@ -92,12 +93,18 @@ def auth_headers(token: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def client(address: str, *, token: str | None = None, headers: Mapping[str, str] | None = None):
-    """A ``ray.job_submission.JobSubmissionClient`` for ``address`` with the auth header set."""
+def client(address: str, *, token: str | None = None, headers: Mapping[str, str] | None = None,
+           insecure: bool = False):
+    """A ``ray.job_submission.JobSubmissionClient`` for ``address`` with the auth header set.
+
+    Raises JobError rather than send a token over plain ``http://`` to a host that is not
+    this machine (anyone on the path could read it), unless ``insecure``."""
     from ray.job_submission import JobSubmissionClient
 
     all_headers = auth_headers(token)
     all_headers.update(headers or {})
+    if all_headers.get("Authorization") and not insecure:
+        check_transport(address)
     with _translated(address):
         return JobSubmissionClient(_normalise_address(address), headers=all_headers)
 
@@ -112,6 +119,7 @@ def submit(
     token: str | None = None,
     entrypoint_num_cpus: float | None = None,
     metadata: Mapping[str, str] | None = None,
+    insecure: bool = False,
 ) -> str:
     """Start ``archtune run <spec> --address auto`` on the cluster at ``address``; return the job id.
 
@@ -127,6 +135,7 @@ def submit(
             a ``working_dir`` key here overrides the argument.
         submission_id: job id to use (default: ``archtune-<random>``).
         token: cluster auth token (default: see ``read_token``).
+        insecure: send the token over plain ``http://`` to a non-loopback host anyway.
         entrypoint_num_cpus: CPUs reserved for the driver (default 0: it only orchestrates).
         metadata: string labels stored with the job.
 
@@ -156,7 +165,7 @@ def submit(
 
         spec_arg, written = _place_spec(exp, upload_root, job_id)
         entrypoint = f"archtune run {shlex.quote(spec_arg)} --address auto"
-        job_client = client(address, token=token)
+        job_client = client(address, token=token, insecure=insecure)
         with _translated(address):
             return job_client.submit_job(
                 entrypoint=entrypoint,
@@ -173,16 +182,18 @@ def submit(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def status(job_id: str, address: str, *, token: str | None = None) -> str:
+def status(job_id: str, address: str, *, token: str | None = None,
+           insecure: bool = False) -> str:
     """The job's status: ``PENDING``, ``RUNNING``, ``STOPPED``, ``SUCCEEDED`` or ``FAILED``."""
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     with _translated(address, job_id):
         return str(job_client.get_job_status(job_id).value)
 
 
-def info(job_id: str, address: str, *, token: str | None = None) -> dict[str, Any]:
+def info(job_id: str, address: str, *, token: str | None = None,
+           insecure: bool = False) -> dict[str, Any]:
     """Everything Ray records about the job (status, message, entrypoint, times, metadata)."""
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     with _translated(address, job_id):
         details = job_client.get_job_info(job_id)
     dump = getattr(details, "model_dump", None) or getattr(details, "dict", None)
@@ -192,18 +203,20 @@ def info(job_id: str, address: str, *, token: str | None = None) -> dict[str, An
     return data
 
 
-def logs(job_id: str, address: str, *, token: str | None = None) -> str:
+def logs(job_id: str, address: str, *, token: str | None = None,
+           insecure: bool = False) -> str:
     """The job driver's output so far (everything ``archtune run`` printed on the head)."""
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     with _translated(address, job_id):
         return job_client.get_job_logs(job_id)
 
 
-def follow_logs(job_id: str, address: str, *, token: str | None = None) -> Iterator[str]:
+def follow_logs(job_id: str, address: str, *, token: str | None = None,
+           insecure: bool = False) -> Iterator[str]:
     """Yield chunks of the job's output as they appear, until the job ends."""
     import asyncio
 
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     stream = job_client.tail_job_logs(job_id)
     loop = asyncio.new_event_loop()
     try:
@@ -219,9 +232,10 @@ def follow_logs(job_id: str, address: str, *, token: str | None = None) -> Itera
         loop.close()
 
 
-def stop(job_id: str, address: str, *, token: str | None = None) -> bool:
+def stop(job_id: str, address: str, *, token: str | None = None,
+           insecure: bool = False) -> bool:
     """Ask the cluster to stop the job; ``False`` if it had already finished."""
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     with _translated(address, job_id):
         return bool(job_client.stop_job(job_id))
 
@@ -233,6 +247,7 @@ def wait(
     *,
     poll_s: float = 1.0,
     token: str | None = None,
+    insecure: bool = False,
 ) -> str:
     """Block until the job ends; return its final status (``SUCCEEDED``/``FAILED``/``STOPPED``).
 
@@ -240,7 +255,7 @@ def wait(
         JobError: still not finished after ``timeout`` seconds (the job keeps running).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     while True:
         with _translated(address, job_id):
             current = str(job_client.get_job_status(job_id).value)
@@ -254,9 +269,10 @@ def wait(
         time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
 
 
-def list_jobs(address: str, *, token: str | None = None) -> list[dict[str, Any]]:
+def list_jobs(address: str, *, token: str | None = None,
+           insecure: bool = False) -> list[dict[str, Any]]:
     """Every job the cluster knows: ``[{"job_id", "status", "entrypoint", "start_time"}]``."""
-    job_client = client(address, token=token)
+    job_client = client(address, token=token, insecure=insecure)
     with _translated(address):
         jobs = job_client.list_jobs()
     return [
@@ -271,6 +287,25 @@ def list_jobs(address: str, *, token: str | None = None) -> list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def check_transport(address: str) -> None:
+    """JobError when ``address`` is plain ``http://`` to a host other than the loopback."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    url = urlsplit(_normalise_address(address))
+    if url.scheme != "http":
+        return
+    host = url.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise JobError(f"refusing to send the cluster token over plain http:// to {host}: use "
+                       f"https://, an SSH tunnel to 127.0.0.1 (ray dashboard cluster.yaml), or "
+                       f"--insecure")
 
 
 def _normalise_address(address: str) -> str:

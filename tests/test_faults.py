@@ -266,3 +266,20 @@ def test_sigkill_after_the_snapshots_checkpoint_was_replaced(ray_session, tmp_pa
         restores = [json.loads(x) for x in
                     (exp_dir / f"trial_{tid}" / "restores.jsonl").read_text().splitlines()]
         assert restores[-1]["from"] == tid and restores[-1]["epoch"] == epoch_at_kill[tid]
+
+
+@pytest.mark.slow
+def test_fault_injection_short(tmp_path):
+    """The short version of bench/faults.py: TPE + ASHA, one SIGKILL of the driver at a random
+    moment, then ``archtune resume`` to the end."""
+    import random
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import faults
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    row = faults.run_scenario("asha", 1, random.Random(0), tmp_path)
+    assert row["kills"] == 1 and row["kills_survived"] == 1, row
+    assert row["finished_trials_lost"] == 0 and row["restarts_from_scratch"] == 0, row
+    assert row["resume_failures"] == 0 and row["completed"], row

@@ -278,3 +278,19 @@ def test_stop_a_running_job(head, workdir, tmp_path):
                   head.address, timeout=0.5, token=head.token)
     jobs.stop(f"{job_id}-2", head.address, token=head.token)
     assert jobs.wait(f"{job_id}-2", head.address, timeout=120, token=head.token) == "STOPPED"
+
+
+def test_token_never_sent_over_plain_http_to_another_host(monkeypatch):
+    from orchestrator import jobs
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    with pytest.raises(jobs.JobError, match="--insecure"):
+        jobs.client("http://10.1.2.3:8265")
+    with pytest.raises(jobs.JobError, match="plain http"):
+        jobs.client("head.example.org:8265")  # no scheme means http
+    jobs.check_transport("http://127.0.0.1:8265")  # loopback (an SSH tunnel) is fine
+    jobs.check_transport("http://localhost:8265")
+    jobs.check_transport("https://head.example.org:8265")
+    from orchestrator.cli import main
+
+    assert main(["status", "x", "--address", "http://10.1.2.3:8265"]) == 1
