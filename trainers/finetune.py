@@ -99,15 +99,7 @@ class FineTuner:
                 "cotuning-reg > 0 needs a source classifier head from a pretrained model: set "
                 "'pretrained' to true (timm weights) or to a checkpoint path, or set cotuning-reg to 0"
             )
-        self.logger = getattr(ctx, "logger", None)
-        self.seed = int(getattr(ctx, "seed", 0))
-        if getattr(ctx, "num_cpus", None):
-            torch.set_num_threads(max(1, int(ctx.num_cpus)))
-        self.device = resolve_device(cfg.device)
-        self._prev_deterministic = configure_determinism(cfg.deterministic, self.device)
-        self.channels_last = self.device.type == "cuda"
-        seed_everything(self.seed)
-
+        self._setup_runtime()
         self.fit_info = fit_model(cfg.model, cfg.image_size)
         model, source_head = create_model(cfg, self.fit_info)
         self.notes = config_notes(cfg, model, self.max_epochs)
@@ -138,6 +130,17 @@ class FineTuner:
             self._restore(state)
         elif self.cotuning is not None:
             self._compute_relationship()
+
+    def _setup_runtime(self) -> None:
+        """Logger, seed, CPU threads, device, determinism; seeds every RNG."""
+        self.logger = getattr(self.ctx, "logger", None)
+        self.seed = int(getattr(self.ctx, "seed", 0))
+        if getattr(self.ctx, "num_cpus", None):
+            torch.set_num_threads(max(1, int(self.ctx.num_cpus)))
+        self.device = resolve_device(self.cfg.device)
+        self._prev_deterministic = configure_determinism(self.cfg.deterministic, self.device)
+        self.channels_last = self.device.type == "cuda"
+        seed_everything(self.seed)
 
     def _prepare_model(self, model: nn.Module) -> nn.Module:
         """Head sized to the task, StochNorm, device and memory format."""
