@@ -5,11 +5,12 @@
     python bench/faults.py --scenarios asha --kills 1    # the short version (tests/test_faults.py)
 
 Each scenario runs a synthetic learning-curve trainer (``tests/trainers_for_tests.py:curve``,
-0.3 s per epoch, a JSON checkpoint per epoch, a line in ``restores.jsonl`` per restore) as
-``archtune run`` in a subprocess with its own Ray; at a random moment (2-12 s after the first
-checkpoint of the current attempt) the whole process group is SIGKILLed, then ``archtune
-resume`` continues it; after the last kill the resume runs to the end. Ray's own experiment
-snapshot period is used (``TUNE_GLOBAL_CHECKPOINT_S`` unset). Figures per scenario:
+0.3 s per epoch, a JSON checkpoint per epoch, a line in ``restores.jsonl`` per restore; 8
+trials of 20 epochs) as ``archtune run`` in a subprocess with its own Ray; at a random moment
+(1-8 s after the first checkpoint of the current attempt) the whole process group is
+SIGKILLed, then ``archtune resume`` continues it; after the last kill the resume runs to the
+end. Ray's own experiment snapshot period is used (``TUNE_GLOBAL_CHECKPOINT_S`` unset).
+Figures per scenario:
 
 - kills survived: kills after which a resume went on with the experiment;
 - finished trials lost: trials finished in the last snapshot before a kill whose final row is
@@ -54,7 +55,7 @@ def _spec(name: str, storage: Path, scenario: str) -> dict:
     from trainers_for_tests import TOY_SPACE
 
     return {"name": name, "space": TOY_SPACE, "trainer": "trainers_for_tests:curve",
-            "num_samples": 6, "max_epochs": 12, "max_concurrent": 2,
+            "num_samples": 8, "max_epochs": 20, "max_concurrent": 2,
             "data": {"sleep": 0.3}, "storage": str(storage), **SCENARIOS[scenario]}
 
 
@@ -131,7 +132,7 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path) -
     with open(workdir / f"{scenario}.log", "ab") as log:
         for attempt in range(kills + 1):
             ray_tmp = tempfile.mkdtemp(prefix="atf", dir="/tmp")
-            kill_after = rng.uniform(2.0, 12.0) if attempt < kills else None
+            kill_after = rng.uniform(1.0, 8.0) if attempt < kills else None
             try:
                 outcome, code = _attempt(cmd, _env(ray_tmp), workdir, exp_dir, kill_after, log)
             finally:

@@ -123,3 +123,19 @@ def test_pb2_runs_and_trainers_see_values_of_the_space(ray_session, tmp_path):
             columns=lambda c: c[len("config/"):]).to_dict("records"):
         assert r["depth"] in (1, 2, 3) and isinstance(r["depth"], int), r
         assert 0.0 <= r["x"] <= 1.0 and 1e-4 <= r["lr"] <= 1e-1, r
+
+
+def test_pbt_honours_max_concurrent(ray_session, tmp_path):
+    """Resources would allow 4 trials at once (0.5 CPU each on 2 CPUs); max_concurrent=1 runs
+    them one after another (each trial's checkpoint times never overlap another's)."""
+    res = run(_exp(tmp_path, name="pbtc", num_samples=3, max_epochs=2, max_concurrent=1,
+                   resources={"cpu": 0.5}, data={"sleep": 0.3},
+                   scheduler={"type": "pbt", "options": {"perturbation_interval": 1}}))
+    spans = []
+    for d in Path(res.path).glob("trial_*"):
+        times = [f.stat().st_mtime for f in d.glob("checkpoint_*/state.json")]
+        assert times, d
+        spans.append((min(times), max(times)))
+    spans.sort()
+    assert len(spans) == 3
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), spans
