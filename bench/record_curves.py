@@ -4,6 +4,7 @@
     python bench/record_curves.py digits_transfer   # (b) digits-target from digits-source weights
     python bench/record_curves.py photo_crops       # (c) ImageFolder of scikit-image photo crops
     python bench/record_curves.py digits --configs 8 --out /tmp/small.json.gz   # a small table
+    python bench/record_curves.py digits --append --configs 30 --seed 1  # top an existing table up
 
 Each task runs random search + FIFO over ``quicktune_cpu`` (model included) through
 ``orchestrator.run(Experiment(...))``, every configuration trained to the task's full length.
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["TASKS", "recording_trainer", "record", "load_table", "main"]
+__all__ = ["TASKS", "recording_trainer", "record", "append", "load_table", "main"]
 
 DATA_DIR = ROOT / "bench" / "data"
 WORK_DIR = Path(os.environ.get("ARCHTUNE_BENCH_WORK", "/tmp/archtune_bench"))
@@ -373,6 +374,34 @@ def record_recipes(task: str, table_path: Path) -> Path:
     return table_path
 
 
+def append(task: str, table_path: Path, *, configs: int, seed: int, concurrent: int = 3,
+           budget_s: float | None = None) -> Path:
+    """Record ``configs`` more random configurations of ``task`` (with another ``seed`` than
+    the table's earlier recordings) and add those whose ``config_id`` the table lacks, with
+    ``origin: append``; the table's ``appended`` list keeps each top-up's command and versions."""
+    from spaces.library.registry import SPACES
+
+    table = load_table(table_path)
+    fresh = load_table(record(task, configs=configs, seed=seed, concurrent=concurrent,
+                              budget_s=budget_s,
+                              out=WORK_DIR / f"{task}_append_{seed}.json.gz"))
+    space = SPACES.create(table.get("space", "quicktune_cpu")).with_fixed(table["fixed"])
+    have = {space.config_id(r["config"]) for r in table["rows"]}
+    added = []
+    for row in fresh["rows"]:
+        cid = space.config_id(row["config"])
+        if cid not in have:
+            have.add(cid)
+            added.append({**row, "origin": "append"})
+    table["rows"].extend(added)
+    table.setdefault("appended", []).append(
+        {k: fresh[k] for k in ("command", "recorded_at", "wall_s", "concurrent", "versions",
+                               "git_commit", "fixed_trainer", "host")} | {"rows": len(added)})
+    with gzip.open(table_path, "wt", encoding="utf-8") as fh:
+        json.dump(table, fh)
+    return table_path
+
+
 def _summary(table: dict) -> str:
     import numpy as np
 
@@ -397,12 +426,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", type=float, default=None, help="helper worker's end (epoch s)")
     ap.add_argument("--recipes", action="store_true",
                     help="add the recipe configurations to an existing table (no Ray)")
+    ap.add_argument("--append", action="store_true",
+                    help="record --configs more configurations (use a new --seed) into the "
+                         "existing table")
     args = ap.parse_args(argv)
     if args.local_into:
         print(record_local(args.task, args.local_into, seed=args.seed, until=args.until))
         return 0
     if args.recipes:
         path = record_recipes(args.task, args.out or DATA_DIR / f"{args.task}.json.gz")
+        print(_summary(load_table(path)))
+        return 0
+    if args.append:
+        path = append(args.task, args.out or DATA_DIR / f"{args.task}.json.gz",
+                      configs=args.configs, seed=args.seed, concurrent=args.concurrent,
+                      budget_s=args.budget_s)
         print(_summary(load_table(path)))
         return 0
     try:

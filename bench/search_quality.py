@@ -23,7 +23,9 @@ incumbent is the best val_acc seen at any epoch so far; mean and 95 % interval o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
+import io
 import itertools
 import json
 import math
@@ -306,7 +308,8 @@ def _syne_tune(scheduler: str) -> Callable:
                       callbacks=[SimulatorCallback()], results_update_interval=1e9,
                       print_update_interval=1e9, save_tuner=False,
                       tuner_name=f"sq-{table.task}-{scheduler.lower()}-{ctx['seed']}")
-        tuner.run()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            tuner.run()   # its progress tables are noise in the benchmark's output
         df = tuner.callbacks[0].dataframe()
         last: dict[Any, float] = {}
         for _, r in df.sort_values("st_tuner_time").iterrows():
@@ -377,19 +380,23 @@ def _bounds(table: Any) -> tuple[float, float]:
 
 
 def evaluate(tables: dict[str, Any], methods: list[str], seeds: int, budgets: list[float],
-             workers: int = 2, log: Callable[[str], None] = print) -> dict:
+             workers: int = 2, log: Callable[[str], None] = print,
+             tasks: list[str] | None = None) -> dict:
     """Regret per task, method and budget: ``{task: {method: {"regret": [[per seed] per
-    budget]], "nn": n, "trials": n, "seconds": s}}}`` plus each task's ``unit_s``."""
-    from orchestrator.quick.portfolio import best_across_tables
+    budget]], "nn": n, "trials": n, "seconds": s}}}`` plus each task's ``unit_s``.
+
+    ``tasks`` (default: all) are scored; the ``quick`` portfolio of a task is built from the
+    *other* tables only (leave-one-task-out), so every table counts even when not scored."""
+    from orchestrator.quick.portfolio import best_across_tables, default_portfolio
 
     out: dict[str, Any] = {}
     for task, table in tables.items():
+        if tasks and task not in tasks:
+            continue
         unit = unit_seconds(table)
         y_best, y_worst = _bounds(table)
         others = [t.table for name, t in tables.items() if name != task]
         recorded = best_across_tables(others, k=4) if others else []
-        from orchestrator.quick.portfolio import default_portfolio
-
         portfolio = default_portfolio(table.space, recorded=recorded)
         out[task] = {"unit_s": unit, "y_best": y_best, "y_worst": y_worst, "methods": {}}
         for name in methods:
@@ -492,20 +499,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw regrets here")
+    ap.add_argument("--merge", type=Path, nargs="*", default=None,
+                    help="no run: print the table and plots of --json files of earlier runs "
+                         "(e.g. one process per task)")
     args = ap.parse_args(argv)
+    if args.merge:
+        res = {}
+        for path in args.merge:
+            for task, r in json.loads(path.read_text()).items():
+                res.setdefault(task, {**r, "methods": {}})["methods"].update(r["methods"])
+        return _write(res, args)
     paths = args.tables or sorted((ROOT / "bench" / "data").glob("*.json.gz"))
     tables = load_tables(paths)
-    scored = {k: v for k, v in tables.items() if not args.tasks or k in args.tasks}
     methods = args.methods or list(METHODS)
-    res = evaluate(scored, methods, args.seeds, args.budgets, args.workers)
-    # leave-one-task-out portfolios need every table, even those not scored
-    md = table_markdown(res, args.budgets, args.seeds)
-    print(md)
+    res = evaluate(tables, methods, args.seeds, args.budgets, args.workers, tasks=args.tasks)
+    if args.json:
+        args.json.write_text(json.dumps(res))
+    return _write(res, args)
+
+
+def _write(res: dict, args: argparse.Namespace) -> int:
+    seeds = {len(m["regret"][0]) for r in res.values() for m in r["methods"].values()}
+    print(table_markdown(res, args.budgets, max(seeds)))
     args.out.mkdir(parents=True, exist_ok=True)
     for p in plot(res, args.budgets, args.out):
         print(f"wrote {p}")
-    if args.json:
-        args.json.write_text(json.dumps(res))
     return 0
 
 

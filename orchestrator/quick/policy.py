@@ -44,13 +44,16 @@ class QuickPolicy:
         cost_power: 0 ignores cost; 1 ranks by improvement per second.
         fail_limit: failures (with no success) after which a parameter value is excluded.
         min_observed: finished trials needed before the model decides (random before that).
+        refit_every: the model is refitted once the observed points grew by this fraction
+            (0, the default, = after every new point; a resumed search then decides exactly
+            as the uninterrupted one would, which a lazier refit cannot promise).
         tpe: optional ``proposer(policy, n) -> list[config]`` adding TPE candidates.
     """
 
     def __init__(self, space: Any, *, max_epochs: int, mode: str = "max", seed: int | None = 0,
-                 portfolio: Iterable[Mapping[str, Any]] = (), n_candidates: int = 96,
+                 portfolio: Iterable[Mapping[str, Any]] = (), n_candidates: int = 64,
                  cost_power: float = 0.5, fail_limit: int = 2, min_observed: int = 3,
-                 tpe: Any = None) -> None:
+                 refit_every: float = 0.0, tpe: Any = None) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         if int(max_epochs) < 1:
@@ -63,6 +66,7 @@ class QuickPolicy:
         self.cost_power = float(cost_power)
         self.fail_limit = int(fail_limit)
         self.min_observed = int(min_observed)
+        self.refit_every = float(refit_every)
         self.tpe = tpe
         self.portfolio = self._fit_portfolio(portfolio)
         self.trials: dict[str, dict] = {}   # trial id -> {"config", "cid", "curve", "secs", "state"}
@@ -147,7 +151,7 @@ class QuickPolicy:
         top = sorted((t for t in self.trials.values() if t["curve"]),
                      key=lambda t: -self.sign * t["curve"][max(t["curve"])])[:4]
         for t in top:
-            for _ in range(12):
+            for _ in range(8):
                 cands.append(self.space.canonical(
                     self.space.mutate(t["config"], prob=0.15, rng=self.rng)))
         if self.tpe is not None:
@@ -226,7 +230,7 @@ class QuickPolicy:
 
     def _fit(self) -> Any:
         n = sum(len(t["curve"]) for t in self.trials.values())
-        if self._model is not None and n == self._fitted_on:
+        if self._model is not None and n < self._fitted_on + max(1, self.refit_every * self._fitted_on):
             return self._model
         from sklearn.ensemble import ExtraTreesRegressor
 

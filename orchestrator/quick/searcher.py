@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
 
 from ray.tune.search import Searcher
 

@@ -8,7 +8,8 @@ one in-memory study in step with the policy: a trial is added as RUNNING when it
 and told when it ends, with its final value, or, when a scheduler stopped it early, with the
 learning-curve model's prediction of its final value (never the truncated value, which would
 mislead TPE). Each proposal is one ``ask``; the asked trial is then closed as FAIL, which TPE
-ignores, so only real trials shape the model.
+ignores, so only real trials shape the model. The sampler is reseeded from the policy's random
+state before each batch of asks, so the proposer needs no state of its own to resume.
 """
 from __future__ import annotations
 
@@ -28,12 +29,16 @@ class TPEProposer:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self._fn = to_optuna(space)
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                             constant_liar=True,
-                                             n_startup_trials=n_startup_trials)
-        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self._startup = int(n_startup_trials)
+        self.study = optuna.create_study(direction="maximize", sampler=self._sampler(seed))
         self._number: dict[str, int] = {}   # trial id -> study trial number
         self._told: set[str] = set()
+
+    def _sampler(self, seed: int | None) -> Any:
+        import optuna
+
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          constant_liar=True, n_startup_trials=self._startup)
 
     def _distributions(self, cfg: Mapping[str, Any]) -> tuple[dict, dict]:
         from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -57,14 +62,19 @@ class TPEProposer:
     def _sync(self, policy: Any) -> None:
         import optuna
 
+        ended = []
         for tid, t in policy.trials.items():
             if tid not in self._number:
                 params, dists = self._distributions(t["config"])
                 self.study.add_trial(optuna.trial.create_trial(
                     params=params, distributions=dists, state=optuna.trial.TrialState.RUNNING))
-                self._number[tid] = len(self.study.trials) - 1
-            if t["state"] == "running" or tid in self._told:
-                continue
+                self._number[tid] = self.study.get_trials(deepcopy=False)[-1].number
+            if t["state"] != "running" and tid not in self._told:
+                ended.append((tid, t))
+        early = [t["config"] for _, t in ended
+                 if t["state"] != "failed" and t["curve"] and max(t["curve"]) < policy.max_epochs]
+        predicted = iter(policy.predict(early)[0]) if early else iter(())
+        for tid, t in ended:
             self._told.add(tid)
             number = self._number[tid]
             if t["state"] == "failed" or not t["curve"]:
@@ -73,13 +83,16 @@ class TPEProposer:
             last = max(t["curve"])
             value = t["curve"][last]
             if last < policy.max_epochs:  # stopped early: the model's view of its final value
-                value = float(policy.predict([t["config"]])[0][0])
+                value = float(next(predicted))
             self.study.tell(number, value)
 
     def __call__(self, policy: Any, n: int) -> list[dict]:
         import optuna
 
         self._sync(policy)
+        # seeded from the policy's saved random state, so that a resumed search (whose study
+        # is rebuilt from the policy's trials) asks exactly what the uninterrupted one would
+        self.study.sampler = self._sampler(int(policy.rng.integers(2**31)))
         out = []
         for _ in range(n):
             trial = self.study.ask()
