@@ -2,6 +2,7 @@
 searchable fields, binary codes, and errors that name file, path and closest names."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -172,3 +173,23 @@ def test_configuration_outside_the_space_is_rejected():
         build_network(VARIANT, {"resnet18.base_chanel": 8})
     with pytest.raises(TrainerError, match="invalid configuration"):
         build_network(VARIANT, {"resnet18.doublechannel": "11111111"})
+
+
+def test_space_show_prints_fields_domains_size_and_default_params(tmp_path, capsys):
+    import yaml
+
+    from orchestrator.cli import main
+
+    desc = {"modules": ["stem", "body", "head"],
+            "stem": {"type": "SmallInputInitialBlock", "init_plane": 4},
+            "body": {"type": "BasicBlock", "inchannel": 4, "outchannel": 4, "stride": 1},
+            "head": {"type": "LinearClassificationHead", "base_channel": 4, "num_class": 10},
+            "hyper_parameters": {"body.stride": [1, 2]}}
+    path = tmp_path / "net.yaml"
+    path.write_text(yaml.safe_dump(desc))
+    assert main(["space", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"body\.stride\s+ordinal\s+<1, 2>", out)
+    assert re.search(r"size \(distinct valid configurations\): 2\b", out)
+    expected = sum(p.numel() for p in build_network(desc).parameters())
+    assert f"default network: {expected:,} parameters" in out
