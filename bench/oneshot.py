@@ -57,6 +57,8 @@ def main() -> None:
                          '\'{"widths": [0.25, 0.5, 1.0]}\'')
     ap.add_argument("--bn-recalib-batches", type=int, default=2,
                     help="training batches that recalibrate BatchNorm before each score")
+    ap.add_argument("--val-fraction", type=float, default=0.2,
+                    help="share of digits held out for validation")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -76,7 +78,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
-                "bn_recalib_batches": a.bn_recalib_batches,
+                "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
                 "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
