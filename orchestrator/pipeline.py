@@ -346,8 +346,17 @@ class _Runner:
                               data={**pipe.data, **arch}, searcher=dict(a.searcher),
                               scheduler={"type": "fifo"}, num_samples=a.num_samples)
         res = self.execute(exp)
+        # the no-augmentation baseline: the final stage trained this architecture with the
+        # same settings and length, without augmentation
+        baseline = _num(self.summary["stages"]["final"]["best_metric"])
+        found = _num(res.best_metric)
+        sign = 1.0 if pipe.mode == "max" else -1.0
+        gain = None if found is None or baseline is None else sign * (found - baseline)
+        keep_baseline = gain is None or gain <= 0
         return {"path": res.path, "architecture": arch, "best_config": res.best_config,
-                "best_metric": res.best_metric}
+                "best_metric": res.best_metric, "baseline_metric": baseline, "gain": gain,
+                "chosen": "none" if keep_baseline else res.best_config,
+                "chosen_metric": baseline if keep_baseline else found}
 
     def run(self) -> dict[str, Any]:
         for stage in self.pipe.stages:
@@ -371,8 +380,10 @@ class _Runner:
                 best = {"architecture": st[stage]["best_config"],
                         "metric": st[stage]["best_metric"], "from_stage": stage}
                 if "augment" in st:
-                    best["augment"] = st["augment"]["best_config"]
-                    best["augment_metric"] = st["augment"]["best_metric"]
+                    aug = st["augment"]
+                    best["augment"] = aug.get("chosen", aug["best_config"])
+                    best["augment_metric"] = aug.get("chosen_metric", aug["best_metric"])
+                    best["augment_gain"] = aug.get("gain")
                 return best
         return {}
 

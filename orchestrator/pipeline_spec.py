@@ -100,7 +100,13 @@ class FinalStage:
 
 @dataclass(frozen=True, kw_only=True)
 class AugmentStage:
-    """Augmentation search on the best final architecture, trained to the end (no proxy)."""
+    """Augmentation search on the best final architecture, trained to the end (no proxy).
+
+    The no-augmentation baseline is always part of the comparison: it is the final stage's
+    score of that architecture (same settings and length, no augmentation). The summary
+    reports ``gain`` (best augmentation minus baseline, positive = better in the pipeline's
+    ``mode``) and ``chosen``: the best augmentation, or ``"none"`` when none beat the
+    baseline."""
 
     space: Any = "randaugment"
     fixed: Mapping[str, Any] = field(default_factory=dict)

@@ -134,6 +134,10 @@ def test_pipeline_end_to_end_and_resume(ray_session, tmp_path):
     for c in by_stage["augment"]:
         assert {k: c[k] for k in arch_keys} == final["best_config"] and c["max_epochs"] == 4
     assert aug["best_config"] == {"num_ops": 2, "magnitude": 9}
+    assert aug["baseline_metric"] == pytest.approx(final["best_metric"])
+    assert aug["gain"] == pytest.approx(aug["best_metric"] - final["best_metric"])
+    assert aug["gain"] > 0 and aug["chosen"] == aug["best_config"]
+    assert on_disk["best"]["augment_gain"] == pytest.approx(aug["gain"])
     assert on_disk["best"]["architecture"] == final["best_config"]
     assert on_disk["best"]["augment"] == {"num_ops": 2, "magnitude": 9}
 
@@ -183,3 +187,26 @@ def test_proxy_trial_stops_a_trainer_that_ignores_should_stop(tmp_path):
                  PROXY_TRAINER: TRAINER, PROXY_SCHEDULE: 4}, ctx)
     assert [r["epoch"] for r in ctx.results] == [1, 2]
     assert json.loads(rec.read_text())["max_epochs"] == 4
+
+
+def test_augmentation_that_does_not_beat_the_baseline_is_not_chosen(ray_session, tmp_path):
+    spec = _spec(tmp_path, stages=["search", "final", "augment"],
+                 search={"num_samples": 2, "searcher": {"type": "random", "seed": 0}},
+                 final={"top_n": 1},
+                 augment={"space": {"name": "ra", "parameters": {
+                     "num_ops": {"type": "ordinal", "sequence": [1, 3]},
+                     "magnitude": {"type": "ordinal", "sequence": [1]}}}})
+    summary = run_pipeline(spec)
+    aug = summary["stages"]["augment"]
+    assert aug["gain"] < 0                     # nas_like: 1 or 3 ops at magnitude 1 hurt
+    assert aug["chosen"] == "none" and aug["chosen_metric"] == aug["baseline_metric"]
+    assert summary["best"]["augment"] == "none"
+
+
+@pytest.mark.parametrize("name", ["detection_pipeline.yaml", "nasfpn_pipeline.yaml"])
+def test_detection_pipeline_examples_are_valid(name):
+    pipe = Pipeline.from_yaml(Path(__file__).parent.parent / "examples" / name)
+    assert pipe.stages == ("proxy", "search", "final", "augment")
+    assert pipe.data["task"] == "detection" and pipe.metric == "map_50"
+    assert pipe.proxy.num_models >= 8 and pipe.proxy.target_tau == 0.65
+    assert pipe.augment.space == "randaugment_detection"
