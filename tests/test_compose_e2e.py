@@ -23,6 +23,7 @@ NETWORK = {
 }
 
 
+@pytest.mark.slow
 def test_compose_network_searched_by_evolution(ray_session, tmp_path):
     from orchestrator import run
 
@@ -42,6 +43,7 @@ def test_compose_network_searched_by_evolution(ray_session, tmp_path):
     assert 0.0 < res.best_metric <= 1.0
 
 
+@pytest.mark.slow
 def test_model_space_as_python_api_trainer(ray_session, tmp_path):
     from orchestrator import run
 

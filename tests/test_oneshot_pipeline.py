@@ -55,6 +55,7 @@ def test_oneshot_spec_errors_name_the_key(tmp_path):
         "supernet", "subnet_search", "final")
 
 
+@pytest.mark.slow
 def test_oneshot_pipeline_runs_on_ray_and_skips_finished_stages(tmp_path, ray_session):
     out = run_pipeline(_spec(tmp_path))
     st = out["stages"]
@@ -76,6 +77,6 @@ def test_oneshot_pipeline_runs_on_ray_and_skips_finished_stages(tmp_path, ray_se
 
 def test_space_show_describes_a_models_mutables():
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "space", "show", FACTORY],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert "blocks.0.op" in r.stdout and "blocks.3.expansion" in r.stdout
