@@ -49,10 +49,10 @@ def test_synthetic_shapes_spread_sizes_classes_and_bounded_occlusion():
             labels.append(int(label))
             full = shape_mask(int(label), tuple(box), 128)
             visible = full & (sc.label_map == label + 1)
-            assert visible.sum() >= 0.45 * full.sum()  # at most half hidden (+ rounding)
+            assert visible.sum() >= 0.65 * full.sum()  # at most 30 % hidden (+ rounding)
             colours[int(label)].append(sc.image[:, visible].mean(1))
     sides = np.asarray(sides)
-    assert sides.min() < 20 and sides.max() > 60  # objects span strides 8..64
+    assert sides.min() < 22 and sides.max() > 60  # objects span strides 8..32 (and beyond)
     assert set(labels) == {0, 1, 2, 3}
     means = np.stack([np.mean(colours[c], 0) for c in range(4)])
     assert np.ptp(means, axis=0).max() < 0.1  # colour does not tell the class
@@ -139,3 +139,22 @@ def test_short_training_improves():
     assert min(epoch_losses[1:]) < epoch_losses[0]
     res = evaluate_detection(model, val)
     assert 0.0 <= res["map_50"] <= 1.0
+
+
+def test_retinanet_head_is_normalised_with_giou_box_loss():
+    from trainers.nas.heads import build_retinanet
+    from trainers.nas.spinenet import SpineNet
+    from spaces.library.spinenet import SPINENET49_BLOCK_SPECS
+
+    backbone = SpineNet(SPINENET49_BLOCK_SPECS, endpoint_filters=16, filter_scale=0.125)
+    det = build_retinanet(backbone, 3, image_size=64, head_convs=3, head_filters=24)
+    for tower in (det.head.classification_head.conv, det.head.regression_head.conv):
+        assert len(tower) == 3
+        assert all(isinstance(layer[1], torch.nn.GroupNorm) for layer in tower)
+    assert det.head.regression_head._loss_type == "giou"
+    assert det.detections_per_img == 100
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[10.0, 20.0, 60.0, 50.0]]), "labels": torch.tensor([2])}]
+    losses = det(images, targets)
+    assert 0.0 < float(losses["bbox_regression"]) <= 2.0  # GIoU loss is bounded by 2

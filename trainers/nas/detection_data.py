@@ -49,9 +49,9 @@ class SyntheticShapes(Dataset):
     classes = SHAPE_CLASSES
     num_classes = len(SHAPE_CLASSES)
 
-    def __init__(self, num_images: int = 256, image_size: int = 128, max_objects: int = 4,
-                 min_size: float = 0.1, max_size: float = 0.6, seed: int = 0,
-                 max_occlusion: float = 0.5, num_classes: int = len(SHAPE_CLASSES)):
+    def __init__(self, num_images: int = 256, image_size: int = 128, max_objects: int = 3,
+                 min_size: float = 0.15, max_size: float = 0.6, seed: int = 0,
+                 max_occlusion: float = 0.3, num_classes: int = len(SHAPE_CLASSES)):
         if num_images < 1 or image_size < 16 or max_objects < 1:
             raise TrainerError(f"need num_images >= 1, image_size >= 16, max_objects >= 1; got "
                              f"{num_images}, {image_size}, {max_objects}")

@@ -6,7 +6,8 @@ having ``out_channels``).
 - :func:`build_retinanet`: torchvision ``RetinaNet`` with the backbone as its backbone module,
   an ``AnchorGenerator`` for the 5 levels (3 scales x 3 aspect ratios, base size
   ``anchor_scale * stride``) and a head whose conv towers have ``head_convs`` layers of
-  ``head_filters`` channels (torchvision's default tower is 4 x ``out_channels``).
+  ``head_filters`` channels, each conv -> GroupNorm -> ReLU (as torchvision's RetinaNet v2), and
+  a GIoU box loss (v2); at most 100 detections per image.
 """
 from __future__ import annotations
 
@@ -56,17 +57,24 @@ def anchor_generator(anchor_scale: float = 4.0, strides: Sequence[int] = (8, 16,
     return AnchorGenerator(sizes, (tuple(aspect_ratios),) * len(strides))
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with the most groups of (32, 16, 8, 4, 2) that leave >= 2 channels each."""
+    groups = next((g for g in (32, 16, 8, 4, 2) if channels % g == 0 and channels >= 2 * g), 1)
+    return nn.GroupNorm(groups, channels)
+
+
 def _tower(in_channels: int, filters: int, convs: int) -> nn.Sequential:
     layers = []
     ch = in_channels
     for _ in range(convs):
-        layers.append(Conv2dNormActivation(ch, filters, norm_layer=None))
+        layers.append(Conv2dNormActivation(ch, filters, norm_layer=_group_norm))
         ch = filters
     tower = nn.Sequential(*layers)
     for m in tower.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return tower
 
 
@@ -75,9 +83,8 @@ def retinanet_head(in_channels: int, num_anchors: int, num_classes: int, head_co
                    ) -> RetinaNetHead:
     """torchvision's RetinaNetHead with conv towers of ``head_convs`` x ``head_filters``."""
     head = RetinaNetHead(in_channels, num_anchors, num_classes)
+    head.regression_head._loss_type = "giou"
     filters = head_filters or in_channels
-    if head_convs == 4 and filters == in_channels and prior_probability == 0.01:
-        return head
     cls, reg = head.classification_head, head.regression_head
     cls.conv = _tower(in_channels, filters, head_convs)
     cls.cls_logits = nn.Conv2d(filters, num_anchors * num_classes, 3, padding=1)
@@ -102,6 +109,7 @@ def build_retinanet(backbone: nn.Module, num_classes: int, image_size: int = 640
     """
     if not hasattr(backbone, "out_channels"):
         raise TrainerError("detection backbone must expose .out_channels")
+    kwargs.setdefault("detections_per_img", 100)
     anchors = anchor_generator(anchor_scale)
     head = retinanet_head(backbone.out_channels, anchors.num_anchors_per_location()[0],
                           num_classes, head_convs, head_filters)

@@ -11,8 +11,8 @@ What makes it a task that small detectors learn and that still separates archite
   each object's colour is drawn independently of its class, and the background is a random
   colour gradient with pixel noise, so colour never tells the class;
 - object sides are **log-uniform** between ``min_size`` and ``max_size`` (fractions of the image
-  side), so objects spread over the FPN levels (at 128 px and 0.1..0.6: 13 to 77 px, strides 8
-  to 64 are all needed);
+  side), so objects spread over the FPN levels (at 128 px and 0.15..0.6: 19 to 77 px, strides
+  8 to 32 are all needed; at 96 px: 14 to 58 px);
 - objects may **occlude** each other (later ones are painted on top), but a placement that would
   hide more than ``max_occlusion`` of an earlier object's pixels (or leave a new object less
   than ``1 - max_occlusion`` visible) is redrawn, so every labelled object stays recognisable.
@@ -77,8 +77,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return lo + (hi - lo) * ramp[None] + rng.normal(0, 0.04, size=(3, size, size))
 
 
-def draw_scene(seed: int, index: int, image_size: int, max_objects: int = 4,
-               min_size: float = 0.1, max_size: float = 0.6, max_occlusion: float = 0.5,
+def draw_scene(seed: int, index: int, image_size: int, max_objects: int = 3,
+               min_size: float = 0.15, max_size: float = 0.6, max_occlusion: float = 0.3,
                num_classes: int = len(SHAPE_CLASSES)) -> Scene:
     """Draw scene ``index`` of the set seeded by ``seed`` (see the module docstring).
 

@@ -199,7 +199,7 @@ class NasTrainer:
         torch.set_num_threads(max(1, int(getattr(ctx, "num_cpus", 1) or 1)))
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        policy = policy_from_config(self.raw_config, seed=ctx.seed)
+        policy = policy_from_config(self.raw_config, seed=ctx.seed, task=cfg.task)
         if cfg.task == "classification":
             self.train_loader, self.val_loader, n = _classification_loaders(cfg, policy, ctx.seed)
         else:
