@@ -142,9 +142,9 @@ def test_short_training_improves():
 
 
 def test_retinanet_head_is_normalised_with_giou_box_loss():
+    from spaces.library.spinenet import SPINENET49_BLOCK_SPECS
     from trainers.nas.heads import build_retinanet
     from trainers.nas.spinenet import SpineNet
-    from spaces.library.spinenet import SPINENET49_BLOCK_SPECS
 
     backbone = SpineNet(SPINENET49_BLOCK_SPECS, endpoint_filters=16, filter_scale=0.125)
     det = build_retinanet(backbone, 3, image_size=64, head_convs=3, head_filters=24)
