@@ -178,21 +178,6 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
     return True
 
 
-def _max_concurrent(exp: Experiment) -> int:
-    if exp.max_concurrent:
-        return exp.max_concurrent
-    import ray
-
-    res = ray.cluster_resources()
-    n = int(res.get("CPU", 1) // exp.resources.cpu)
-    if exp.resources.gpu > 0:
-        n = min(n, int(res.get("GPU", 0) // exp.resources.gpu))
-    # one suggestion beyond the free slots: a trial is already waiting when another ends, so
-    # its (reused) actor starts it at once instead of after the next searcher round-trip;
-    # resources still cap the trials that actually run at ``n``
-    return max(1, n) + 1
-
-
 def _trainable(exp: Experiment, space: Any):
     from ray import tune
 
@@ -258,8 +243,11 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     _quiet_ray_logs(verbose)
     space = exp.load_space()
     pbt = exp.scheduler.type in ("pbt", "pb2")
-    limit = _max_concurrent(exp)
-    searcher = make_searcher(exp, space, max_concurrent=limit if pbt else 0)
+    # without max_concurrent, Ray's resources (and its autoscaler) decide how many trials run:
+    # Tune keeps one trial pending beyond the running ones, whose resource demand is what
+    # makes the autoscaler add nodes; a limit frozen at start would never grow with them
+    limit = exp.max_concurrent or None
+    searcher = make_searcher(exp, space, max_concurrent=(limit or 0) if pbt else 0)
     scheduler = make_scheduler(exp, space)
     num_samples = exp.num_samples
     if exp.searcher.type == "grid" and not pbt:
