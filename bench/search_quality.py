@@ -395,7 +395,8 @@ def evaluate(tables: dict[str, Any], methods: list[str], seeds: int, budgets: li
             continue
         unit = unit_seconds(table)
         y_best, y_worst = _bounds(table)
-        others = [t.table for name, t in tables.items() if name != task]
+        others = [t.table for name, t in tables.items()
+                  if name != task and t.table.get("space") == table.table.get("space")]
         recorded = best_across_tables(others, k=4) if others else []
         portfolio = default_portfolio(table.space, recorded=recorded)
         out[task] = {"unit_s": unit, "y_best": y_best, "y_worst": y_worst, "methods": {}}
@@ -493,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tables", type=Path, nargs="*", default=None)
     ap.add_argument("--tasks", nargs="*", default=None)
+    ap.add_argument("--space", default="quicktune_cpu",
+                    help="only the tables recorded over this space (default: the fine-tuning "
+                         "space, whose default recipe defines the budget unit)")
     ap.add_argument("--methods", nargs="*", default=None, choices=list(METHODS) + [[]])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budgets", type=float, nargs="*", default=list(BUDGETS))
@@ -510,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault(task, {**r, "methods": {}})["methods"].update(r["methods"])
         return _write(res, args)
     paths = args.tables or sorted((ROOT / "bench" / "data").glob("*.json.gz"))
-    tables = load_tables(paths)
+    tables = {k: v for k, v in load_tables(paths).items()
+              if v.table.get("space", "quicktune_cpu") == args.space}
     methods = args.methods or list(METHODS)
     res = evaluate(tables, methods, args.seeds, args.budgets, args.workers, tasks=args.tasks)
     if args.json:

@@ -24,11 +24,13 @@ def sq():
 
 @pytest.fixture(scope="module")
 def tables(sq):
-    return sq.load_tables(sorted((ROOT / "bench" / "data").glob("*.json.gz")))
+    found = sq.load_tables(sorted((ROOT / "bench" / "data").glob("*.json.gz")))
+    return {k: t for k, t in found.items() if t.table.get("space") == "quicktune_cpu"}
 
 
 def test_recorded_tables_meet_the_issue(tables):
     """At least 300 configurations each, curves of at least 12 epochs, failures with a cost."""
+    assert {"digits", "digits_transfer", "photo_crops"} <= set(tables)
     for task, t in tables.items():
         assert len(t.rows) >= 300, task
         assert t.max_epochs >= 12
@@ -43,6 +45,7 @@ SMOKE = ["default recipe", "random+fifo", "optuna tpe+sh (standalone)", "ray Opt
          "syne-tune ASHA (simulator)", "archtune quick+fifo"]
 
 
+@pytest.mark.slow
 def test_smoke_benchmark_two_seeds(sq, tables, tmp_path):
     budgets = [1, 2]
     res = sq.evaluate(tables, SMOKE, seeds=2, budgets=budgets, tasks=["digits"],
