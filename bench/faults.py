@@ -18,6 +18,8 @@ Figures per scenario:
 - restarts from scratch: trials that had a checkpoint on disk when a kill hit them unfinished
   but never restored from any checkpoint (goal 0);
 - resume failures: ``archtune resume`` exiting with an error (goal 0);
+- errored trials: trials the finished experiment lists as ``errored`` (the curve trainer never
+  fails by itself, so each one is a restore that failed; goal 0);
 - completed: the experiment finished (``best.json`` written).
 """
 from __future__ import annotations
@@ -156,6 +158,7 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path) -
         stats["kills_survived"] -= 1
     if stats["completed"]:
         df = Results.load(exp_dir).dataframe.set_index("trial_id")
+        stats["errored_trials"] = int((df["status"] == "errored").sum())
         for tid, acc in finished_before.items():
             if tid not in df.index or df.loc[tid, "status"] in ("interrupted", "errored") or (
                     acc is not None and abs(float(df.loc[tid, "val_acc"]) - acc) > 1e-9):

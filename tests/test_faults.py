@@ -283,3 +283,4 @@ def test_fault_injection_short(tmp_path):
     assert row["kills"] == 1 and row["kills_survived"] == 1, row
     assert row["finished_trials_lost"] == 0 and row["restarts_from_scratch"] == 0, row
     assert row["resume_failures"] == 0 and row["completed"], row
+    assert row["errored_trials"] == 0, row
