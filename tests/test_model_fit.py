@@ -10,7 +10,7 @@ from spaces.library.quicktune import CPU_MODELS
 from trainers.api import LocalContext
 from trainers.errors import TrainerError
 from trainers.finetune import FineTuner
-from trainers.model_fit import check_finetune_experiment, check_models, fit_model
+from trainers.model_fit import check_finetune_experiment, check_models, fit_model, native_size
 
 torch.set_num_threads(1)
 
@@ -24,6 +24,11 @@ def test_fit_builds_for_the_size_or_resizes_to_the_nearest_accepted():
     conv = fit_model("test_convnext", 16)  # a 2x2 kernel on a 1x1 map: 16 px cannot run
     assert (conv.how, conv.input_size, conv.ok) == ("resized", 32, True)
     assert fit_model("resnet10t", 24).how == "as_is"
+
+
+def test_native_size_follows_deprecated_names():
+    assert native_size("tf_efficientnet_b7_ns") == 600  # now tf_efficientnet_b7.ns_jft_in1k
+    assert fit_model("xcit_nano_12_p8_384_dist", None).input_size == 384
 
 
 def test_unknown_model_is_named_with_close_matches():

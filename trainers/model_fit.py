@@ -60,12 +60,17 @@ class ModelFit:
         return self.reason is None
 
 
+@functools.lru_cache(maxsize=256)
 def native_size(model: str) -> int:
-    """The side of the model's default input (its pretrained config; 224 when it has none)."""
+    """The side of the model's default input, from the pretrained config of the model timm
+    builds for the name (deprecated names such as ``tf_efficientnet_b7_ns`` resolve to their
+    current tag); 224 when it has none."""
     import timm
 
-    cfg = timm.get_pretrained_cfg(model)
-    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = timm.create_model(model, pretrained=False)
+    size = (getattr(net, "pretrained_cfg", None) or {}).get("input_size")
     return int(size[-1]) if size else 224
 
 
