@@ -6,7 +6,7 @@ validation split, wall time and the process's CPU time (the figure to compare on
 machine); with ``--random N`` it trains N random architectures of
 the space and prints the spread (max - min) of their mAP@50.
 
-    python3 bench/detection.py --space spinenet49 --epochs 8          # SpineNet-49, reduced width
+    python3 bench/detection.py --space spinenet49 --epochs 6          # SpineNet-49, reduced width
     python3 bench/detection.py --space spinenet --random 10 --epochs 3
 """
 from __future__ import annotations
