@@ -98,9 +98,11 @@ def _unfinished_with_checkpoint(exp_dir: Path, max_epochs: int) -> set[str]:
 
 
 def _attempt(cmd: list[str], env: dict, cwd: Path, exp_dir: Path, kill_after: float | None,
-             log) -> tuple[str, int | None]:
+             log, timeout: float = 600.0) -> tuple[str, int | None]:
     """Run ``cmd``; SIGKILL its process group ``kill_after`` s after its first new checkpoint.
-    Returns ("killed" | "finished", exit code)."""
+    Returns ("killed" | "finished" | "hung", exit code); "hung": still running after
+    ``timeout`` s (then killed)."""
+    t_start = time.time()
     start_ckpts = {str(p) for p in exp_dir.glob("trial_*/checkpoint_*")}
     proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -114,11 +116,16 @@ def _attempt(cmd: list[str], env: dict, cwd: Path, exp_dir: Path, kill_after: fl
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return "killed", None
+        if time.time() - t_start > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "hung", None
         time.sleep(0.1)
     return "finished", proc.returncode
 
 
-def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path) -> dict:
+def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
+                 timeout: float = 600.0) -> dict:
     from orchestrator.runner import Results, is_complete
 
     spec = _spec(scenario, workdir / "runs", scenario)
@@ -126,7 +133,8 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path) -
     spec_file.write_text(yaml.safe_dump(spec))
     exp_dir = workdir / "runs" / scenario
     stats = {"scenario": scenario, "kills": 0, "kills_survived": 0, "finished_trials_lost": 0,
-             "restarts_from_scratch": 0, "resume_failures": 0, "completed": False}
+             "restarts_from_scratch": 0, "resume_failures": 0, "hangs": 0,
+             "completed": False}
     finished_before: dict[str, float | None] = {}
     had_checkpoint: set[str] = set()
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file)]
@@ -136,9 +144,14 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path) -
             ray_tmp = tempfile.mkdtemp(prefix="atf", dir="/tmp")
             kill_after = rng.uniform(1.0, 8.0) if attempt < kills else None
             try:
-                outcome, code = _attempt(cmd, _env(ray_tmp), workdir, exp_dir, kill_after, log)
+                outcome, code = _attempt(cmd, _env(ray_tmp), workdir, exp_dir, kill_after, log,
+                                         timeout)
             finally:
                 shutil.rmtree(ray_tmp, ignore_errors=True)
+            if outcome == "hung":
+                stats["hangs"] += 1
+                stats["resume_failures"] += int(attempt > 0)
+                break
             if outcome == "finished":
                 if code != 0:
                     stats["resume_failures"] += int(attempt > 0)
@@ -177,13 +190,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="an attempt still running after this many seconds counts as a hang")
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="archtune_faults_"))
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for scenario in a.scenarios.split(","):
-        row = run_scenario(scenario, a.kills, rng, workdir)
+        row = run_scenario(scenario, a.kills, rng, workdir, a.timeout)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if a.out:

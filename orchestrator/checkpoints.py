@@ -66,9 +66,11 @@ class CheckpointFallback(Callback):
         kept = [r for r in manager.best_checkpoint_results
                 if _exists(r.checkpoint.filesystem, r.checkpoint.path)]
         current = manager.latest_checkpoint_result
-        if current is not None and current in kept:
+        # after a PBT exploit the latest checkpoint lies in the cloned trial's folder
+        if current is not None and _exists(current.checkpoint.filesystem,
+                                           current.checkpoint.path):
             if len(kept) < len(manager.best_checkpoint_results):
-                self._rebuild(trial, kept)  # Ray would fail deleting the missing ones
+                self._rebuild(trial, kept, current)  # Ray would fail deleting missing ones
             return
         newest = newest_checkpoint(storage.storage_filesystem, storage.trial_fs_path)
         if newest is None:
@@ -76,8 +78,11 @@ class CheckpointFallback(Callback):
         index, path = newest
         log.warning("trial %s: checkpoint %s is missing; restoring from %s",
                     trial.trial_id, current.checkpoint.path if current else None, path)
-        self._rebuild(trial, [r for r in kept if r.checkpoint.path != path],
-                      _fallback_result(current, index, path, storage.storage_filesystem))
+        latest = _fallback_result(current, index, path, storage)
+        self._rebuild(trial, [r for r in kept if r.checkpoint.path != path], latest)
+        # the next checkpoint gets a new folder: reusing the name of one written after the
+        # snapshot would let the manager delete the folder its newest entry points to
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, index + 1)
 
     @staticmethod
     def _rebuild(trial: Any, kept: list, latest: Any = None) -> None:
@@ -85,20 +90,34 @@ class CheckpointFallback(Callback):
 
         old = trial.run_metadata.checkpoint_manager
         manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
-        for r in kept + ([latest] if latest is not None else []):
+        own = [r for r in kept if r is not latest]
+        for r in own:
             manager.register_checkpoint(r)
+        if latest is not None and _in_folder(latest, trial.storage.trial_fs_path):
+            manager.register_checkpoint(latest)
+        elif latest is not None:
+            # a cloned trial's checkpoint (PBT exploit) is restored from, never deleted here
+            manager._latest_checkpoint_result = latest
         trial.run_metadata.checkpoint_manager = manager
 
 
-def _fallback_result(current: Any, index: int, path: str, fs: Any) -> Any:
+def _in_folder(result: Any, folder: str) -> bool:
+    return posixpath.dirname(result.checkpoint.path.rstrip("/")) == folder.rstrip("/")
+
+
+def _fallback_result(current: Any, index: int, path: str, storage: Any) -> Any:
     """The training result Tune restores from: ``path``, with the iteration it was written at
     (archtune's trainers write one checkpoint per report)."""
     from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
 
+    fs = storage.storage_filesystem
     if current is not None:
         old = _CKPT.match(posixpath.basename(current.checkpoint.path))
-        old_index = int(old.group(1)) if old else index
+        if _in_folder(current, storage.trial_fs_path) and old:
+            old_index = int(old.group(1))
+        else:  # cloned from another trial: its own checkpoints since then start here
+            old_index = storage.current_checkpoint_index - 1
         iteration = int(current.metrics.get("training_iteration", 0)) + index - old_index
         metrics = {**current.metrics, "training_iteration": iteration}
     else:

@@ -26,6 +26,7 @@ from spaces.compile.tune import INACTIVE, strip_inactive
 from spaces.params import Categorical, ChoiceParam, Int
 
 from .adapter import snap_to_space
+from .scheduler_state import ResumableScheduler
 
 __all__ = ["SpacePB2", "SpacePBT", "explore_config", "into_space"]
 
@@ -87,7 +88,26 @@ def explore_config(space: Any, config: Mapping[str, Any], names: Sequence[str],
     return dict(config), {}
 
 
-class SpacePBT(PopulationBasedTraining):
+class _ResumablePBT(ResumableScheduler):
+    """PBT state across a resume: each trial's perturbation clock and last result are kept;
+    the checkpoints to clone from are not (they may be gone: the next perturbation saves
+    fresh ones)."""
+
+    def _archtune_knows(self, trial: Any) -> bool:
+        return trial in self._trial_state
+
+    def _archtune_sanitize(self, state: dict) -> dict:
+        import copy
+
+        kept = {}
+        for trial, ts in state.get("_trial_state", {}).items():
+            ts = copy.copy(ts)
+            ts.last_checkpoint = None
+            kept[trial] = ts
+        return {**state, "_trial_state": kept}
+
+
+class SpacePBT(_ResumablePBT, PopulationBasedTraining):
     """Ray's PBT whose explore step is :func:`explore_config` over ``space``."""
 
     def __init__(self, *, space: Any, seed: int | None = 0, **kwargs: Any) -> None:
@@ -102,7 +122,7 @@ class SpacePBT(PopulationBasedTraining):
                               perturbation_factors=self._perturbation_factors)
 
 
-class SpacePB2(PB2):
+class SpacePB2(_ResumablePBT, PB2):
     """Ray's PB2 whose proposals are moved onto ``space`` (snapped to the domains, conditional
     children repaired) before they become a trial's configuration."""
 

@@ -194,14 +194,16 @@ def _trainable(exp: Experiment, space: Any):
 
 
 def _callbacks(exp: Experiment, space: Any, exp_dir: str, verbose: bool, total: int | None,
-               filesystem: Any = None):
+               filesystem: Any = None, scheduler: Any = None):
     from .checkpoints import CheckpointFallback
     from .progress import ProgressCallback
+    from .scheduler_state import SchedulerState
     from .tensorboard import TensorBoardCallback
 
     tb_dir = (f"{exp_dir.rstrip('/')}/tensorboard" if storage.is_uri(exp_dir) or filesystem
               else Path(exp_dir) / "tensorboard")
-    cbs = [CheckpointFallback(),
+    # the scheduler's state is saved with each snapshot (Ray's snapshot leaves it out)
+    cbs = [CheckpointFallback(), SchedulerState(scheduler),
            TensorBoardCallback(tb_dir, space, exp.metric, exp.mode, filesystem=filesystem)]
     cbs.append(ProgressCallback(exp.name, exp.metric, exp.mode, exp.max_epochs,
                                 exp_dir=exp_dir, total=total, enabled=True,
@@ -270,7 +272,8 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
         storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=exp.max_failures),
         checkpoint_config=checkpoint_config,
-        callbacks=_callbacks(exp, space, exp_dir, verbose, num_samples, storage_filesystem),
+        callbacks=_callbacks(exp, space, exp_dir, verbose, num_samples, storage_filesystem,
+                             scheduler),
         verbose=2 if verbose else 0,
         log_to_file=not verbose,
     )

@@ -314,10 +314,10 @@ def make_fifo(exp: Any, space: Any) -> None:
 
 def make_asha(exp: Any, space: Any):
     """``asha``: asynchronous successive halving over epochs."""
-    from ray.tune.schedulers import ASHAScheduler
+    from orchestrator.scheduler_state import ResumableASHA
 
     o = exp.scheduler.options
-    return ASHAScheduler(time_attr=TIME_ATTR, max_t=exp.max_epochs,
+    return ResumableASHA(time_attr=TIME_ATTR, max_t=exp.max_epochs,
                          grace_period=int(o.get("grace_period", 1)),
                          reduction_factor=o.get("reduction_factor", 2),
                          brackets=int(o.get("brackets", 1)))
@@ -325,18 +325,18 @@ def make_asha(exp: Any, space: Any):
 
 def make_hyperband(exp: Any, space: Any):
     """``hyperband``: synchronous HyperBand (pauses and resumes trials)."""
-    from ray.tune.schedulers import HyperBandScheduler
+    from orchestrator.scheduler_state import ResumableHyperBand
 
-    return HyperBandScheduler(time_attr=TIME_ATTR, max_t=exp.max_epochs,
+    return ResumableHyperBand(time_attr=TIME_ATTR, max_t=exp.max_epochs,
                               reduction_factor=exp.scheduler.options.get("reduction_factor", 3))
 
 
 def make_median(exp: Any, space: Any):
     """``median``: the median stopping rule."""
-    from ray.tune.schedulers import MedianStoppingRule
+    from orchestrator.scheduler_state import ResumableMedian
 
     o = exp.scheduler.options
-    return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=o.get("grace_period", 1),
+    return ResumableMedian(time_attr=TIME_ATTR, grace_period=o.get("grace_period", 1),
                               min_samples_required=o.get("min_samples_required", 3),
                               hard_stop=o.get("hard_stop", True))
 
