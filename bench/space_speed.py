@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spaces.core import (  # noqa: E402
     And, Categorical, Constant, Equals, Float, ForbiddenAnd, ForbiddenEquals, ForbiddenIn,
-    ForbiddenRelation, GreaterThan, In, Int, NotEquals, Or, SearchSpace,
+    GreaterThan, In, Int, NotEquals, Or, SearchSpace,
 )
 from spaces.library import quicktune  # noqa: E402
 

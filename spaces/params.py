@@ -16,7 +16,7 @@ import numpy as np
 
 from spaces.errors import SpaceError
 from spaces.values import (
-    as_rng, check_name, choice_key, is_int, is_real, py_value, value_tuple,
+    as_rng, check_name, choice_key, frozen, is_int, is_real, py_value, value_tuple,
 )
 
 __all__ = ["Param", "ChoiceParam", "Categorical", "Ordinal", "Int", "Float", "Constant",
@@ -511,9 +511,7 @@ class Constant(Param):
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        v = py_value(self.value)
-        if isinstance(v, list):
-            v = tuple(v)
+        v = frozen(self.value)
         try:
             hash(v)
         except TypeError:

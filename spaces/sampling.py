@@ -24,6 +24,8 @@ __all__ = ["MAX_TRIES", "sample_one", "sample_batch", "BatchSampler"]
 #: Draws (single) or rounds (batch) before a space whose forbidden clauses exclude (almost)
 #: everything is reported.
 MAX_TRIES = 1000
+#: Most rows drawn in one batch round (bounds memory).
+MAX_ROWS = 200_000
 
 
 def _too_many(graph: SpaceGraph) -> SpaceError:
@@ -204,16 +206,19 @@ def _all_of(fs: list[Callable]) -> Callable:
 def sample_batch(graph: SpaceGraph, sampler: BatchSampler, rng: np.random.Generator,
                  n: int) -> list[dict]:
     """``n`` valid configurations of ``graph``, drawn in vectorised rounds by ``sampler``; each
-    round draws enough rows for the expected rejection rate, so one round usually suffices."""
+    round draws enough rows for the expected rejection rate, so one round usually suffices.
+    SpaceError once ``MAX_TRIES * n`` rows were drawn without finding ``n`` valid ones."""
     if n == 0:
         return []
     out: list[dict] = []
-    need = n
     accept = sampler.accept_rate()
-    for _ in range(MAX_TRIES):
-        draw = need if accept >= 1.0 else int(need / accept * 1.1) + 8
-        out.extend(sampler.rows(rng, draw))
+    budget = MAX_TRIES * n
+    while budget > 0:
         need = n - len(out)
-        if need <= 0:
+        draw = need if accept >= 1.0 else int(need / accept * 1.1) + 8
+        draw = min(draw, budget, MAX_ROWS)
+        budget -= draw
+        out.extend(sampler.rows(rng, draw))
+        if len(out) >= n:
             return out[:n]
     raise _too_many(graph)

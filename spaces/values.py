@@ -15,7 +15,7 @@ from spaces.errors import SpaceError
 
 __all__ = [
     "INACTIVE", "as_rng", "py_value", "is_real", "is_int", "choice_key", "value_tuple",
-    "check_name",
+    "check_name", "FrozenDict", "frozen",
 ]
 
 #: Marks an inactive parameter in batch-sampled columns and in the exact counter's memo keys.
@@ -50,10 +50,54 @@ def is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
+class FrozenDict(dict):
+    """A read-only dict that can be hashed: a choice whose value is a mapping (NNI's
+    ``choice`` over dicts). Equal to the plain dict with the same items; mutating raises
+    TypeError."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset((k, choice_key(v)) for k, v in self.items()))
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a FrozenDict choice value cannot be changed")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _readonly
+    __ior__ = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> "FrozenDict":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "FrozenDict":
+        return self
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+def frozen(v: Any) -> Any:
+    """``v`` with lists turned into tuples and mappings into :class:`FrozenDict`, recursively
+    (a value read from JSON made usable as a choice)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(frozen(x) for x in v)
+    if isinstance(v, dict) and not isinstance(v, FrozenDict):
+        return FrozenDict((k, frozen(x)) for k, x in v.items())
+    return py_value(v)
+
+
 def choice_key(v: Any) -> Any:
-    """Hash key that keeps booleans apart from ints (``True`` and ``1`` are different choices)."""
-    if isinstance(v, (bool, np.bool_)):
+    """Hash key that keeps booleans apart from ints (``True`` and ``1`` are different choices),
+    also inside tuples; a list or dict (a tuple or mapping choice after a JSON round trip) has
+    the key of its frozen form."""
+    t = type(v)
+    if t is bool or t is np.bool_:
         return ("__bool__", bool(v))
+    if t is tuple or t is list:
+        return ("__seq__",) + tuple(choice_key(x) for x in v)
+    if t is dict:
+        return frozen(v)
     return v
 
 
@@ -65,7 +109,7 @@ def value_tuple(values: Any, what: str, name: str) -> tuple:
     """
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise SpaceError(f"parameter {name!r}: {what} must be a sequence, got {values!r}")
-    out = tuple(tuple(v) if isinstance(v, list) else py_value(v) for v in values)
+    out = tuple(frozen(v) for v in values)
     if not out:
         raise SpaceError(f"parameter {name!r}: {what} must not be empty")
     seen = set()

@@ -294,6 +294,99 @@ def test_nni_writes_plain_space_and_refuses_what_it_cannot_express(tmp_path):
         nni.dumps(s2)
 
 
+NNI_BATCH_SPACE = {  # NNI's batch-tuner style: a choice over whole configurations
+    "combine_params": {"_type": "choice", "_value": [
+        {"optimizer": "Adam", "learning_rate": 0.00001},
+        {"optimizer": "Adam", "learning_rate": 0.0001},
+        {"optimizer": "SGD", "learning_rate": 0.01, "betas": [0.9, 0.99]},
+    ]},
+    "mixed": {"_type": "choice", "_value": [{"_name": "a", "x": 1}, "b"]},
+}
+
+
+def test_nni_choice_over_mappings_is_a_categorical_of_those_values(tmp_path):
+    path = tmp_path / "batch.json"
+    path.write_text(json.dumps(NNI_BATCH_SPACE))
+    space = load_space(str(path))
+    assert list(space.params) == ["combine_params", "mixed"]  # no nested parameters
+    p = space["combine_params"]
+    assert isinstance(p, Categorical) and p.cardinality == 3
+    assert p.choices[2] == {"optimizer": "SGD", "learning_rate": 0.01, "betas": (0.9, 0.99)}
+    # NNI nests only when every entry has '_name': here the mapping is a plain value
+    assert space["mixed"].choices == ({"_name": "a", "x": 1}, "b")
+    seen = set()
+    for cfg in space.sample(0, n=60):
+        v = cfg["combine_params"]
+        assert v in [dict(c) for c in p.choices]
+        seen.add(v["learning_rate"])
+        # a configuration read back from JSON (plain dicts and lists) is still valid
+        assert space.is_valid(json.loads(json.dumps(cfg)))
+    assert seen == {0.00001, 0.0001, 0.01}
+    with pytest.raises(TypeError):
+        cfg["combine_params"]["optimizer"] = "x"
+    assert not space.is_valid({"combine_params": {"optimizer": "Adam"}, "mixed": "b"})
+    assert json.loads(nni.dumps(space)) == NNI_BATCH_SPACE
+
+
+NNI_CLASSIC_NAS_SPACE = {
+    "first_conv": {"_type": "layer_choice", "_value": ["conv5x5", "conv3x3", "maxpool"]},
+    "skip": {"_type": "input_choice", "_value": {"candidates": ["in1", "in2", "in3", "in4"],
+                                                  "n_chosen": 2}},
+    "optional": {"_type": "input_choice", "_value": {"candidates": ["", ""],
+                                                      "n_chosen": [0, 1]}},
+    "any": {"_type": "input_choice", "_value": {"candidates": ["a", "b", "c"], "n_chosen": None}},
+}
+
+
+def test_nni_classic_nas_layer_and_input_choice(tmp_path):
+    path = tmp_path / "search_space.json"
+    path.write_text(json.dumps(NNI_CLASSIC_NAS_SPACE))
+    assert detect_format(path) == "nni"
+    space = load_space(str(path))
+    assert space["first_conv"].choices == ("conv5x5", "conv3x3", "maxpool")
+    # n-of-k: every 2-subset of the 4 candidates, in candidate order
+    assert space["skip"].choices == (("in1", "in2"), ("in1", "in3"), ("in1", "in4"),
+                                     ("in2", "in3"), ("in2", "in4"), ("in3", "in4"))
+    # repeated keys: subsets of candidate indices; 0 or 1 chosen
+    assert space["optional"].choices == ((), (0,), (1,))
+    assert space["any"].cardinality == 8  # null: any number, the empty subset included
+    assert space.size() == 3 * 6 * 3 * 8
+    skips = set()
+    for cfg in space.sample(1, n=200):
+        assert len(cfg["skip"]) == 2 and set(cfg["skip"]) <= {"in1", "in2", "in3", "in4"}
+        skips.add(cfg["skip"])
+        assert space.is_valid(json.loads(json.dumps(cfg)))  # lists after JSON
+    assert len(skips) == 6
+    assert json.loads(nni.dumps(space)) == NNI_CLASSIC_NAS_SPACE
+    assert_same_space(space, nni.loads(nni.dumps(space)))
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"_type": "input_choice", "_value": {"candidates": ["a", "b"], "n_chosen": 3}},
+     r"n_chosen .* in \[0, 2\], got 3"),
+    ({"_type": "input_choice", "_value": ["a", "b"]}, "'candidates'"),
+    ({"_type": "input_choice", "_value": {"candidates": [], "n_chosen": 1}}, "non-empty"),
+    ({"_type": "layer_choice", "_value": []}, "non-empty list"),
+    ({"_type": "factor", "_value": [1, 2]}, "unknown _type 'factor'; valid: choice"),
+])
+def test_nni_bad_nas_entries_and_non_standard_types(tmp_path, spec, match):
+    p = _write(tmp_path, "nni.json", json.dumps({"x": spec}))
+    with pytest.raises(SpaceError, match=match) as info:
+        load_space(str(p))
+    assert "'x'" in str(info.value)
+
+
+def test_nni_nested_choice_written_with_name_on_every_entry():
+    space = SearchSpace([Categorical("op", ("none", "conv")), Int("k", 1, 3)],
+                        [Equals("k", "op", "conv")])
+    d = nni.to_dict(space)
+    assert d == {"op": {"_type": "choice", "_value": [
+        {"_name": "none"}, {"_name": "conv", "k": {"_type": "randint", "_value": [1, 4]}}]}}
+    back = nni.from_dict(d)
+    assert back["op"].meta == {"nni": "nested"}
+    assert back.conditions_for("op.conv.k") == [Equals("op.conv.k", "op", "conv")]
+
+
 def test_load_space_sources(tmp_path):
     q = load_space("quicktune")
     assert "lr" in q and "opt-betas" in q

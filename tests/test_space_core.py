@@ -278,6 +278,45 @@ def test_forbidden_max_tries_error():
                     forbiddens=[ForbiddenPredicate(("a",), lambda a: a > 0, "positive")])
     with pytest.raises(SpaceError, match="no valid configuration found"):
         s.sample(0)
+    with pytest.raises(SpaceError, match="no valid configuration found"):
+        s.sample(0, n=20)
+
+
+def test_batch_sampling_with_heavy_rejection_is_complete_and_seeded():
+    # ~95 % of rows are forbidden; the batch still returns exactly n valid, distinct-seeded rows
+    s = SearchSpace([Int("a", 0, 99, default=0), Categorical("b", ("x", "y")),
+                     Float("c", 0.0, 1.0)],
+                    [Equals("c", "b", "y")],
+                    [ForbiddenIn("a", tuple(range(5, 100)))])
+    batch = s.sample(3, n=500)
+    assert len(batch) == 500 and all(s.is_valid(c) for c in batch)
+    assert {c["a"] for c in batch} == set(range(5))
+    assert batch == s.sample(3, n=500)
+    assert s.sample(3, n=7) == s.sample(3, n=7)
+
+
+def test_user_input_errors_are_archtune_errors():
+    from spaces import ArchtuneError, ArchConfig, ArchTree, choice  # noqa: F401
+
+    with pytest.raises(ArchtuneError, match=r"'lr'.*low=1\.0 must be <= high=0\.0"):
+        Float("lr", 1, 0)
+    try:
+        Float("lr", 1, 0)
+    except ArchtuneError as exc:  # the one family every layer's errors share
+        assert isinstance(exc, SpaceError) and isinstance(exc, ValueError)
+    bad = [
+        (lambda: Int("n", 1, 5, step=0), "step=0 must be >= 1"),
+        (lambda: In("c", "p", ()), "must not be empty"),
+        (lambda: Or(Equals("c", "p", 1)), "at least two conditions"),
+        (lambda: And(Equals("c", "p", 1), Equals("d", "p", 1)), "share one child"),
+        (lambda: ForbiddenRelation("a", "<>", "b"), "op '<>'"),
+        (lambda: ForbiddenAnd(), "one or more"),
+        (lambda: Param.from_dict({"type": "floaty", "name": "x"}), "unknown type 'floaty'"),
+        (lambda: ArchTree({"a": choice([])}), "values must not be empty"),
+    ]
+    for make, match in bad:
+        with pytest.raises(ArchtuneError, match=match):
+            make()
 
 
 @settings(max_examples=60, deadline=None)

@@ -136,13 +136,13 @@ def from_dict(data: Any, source: str | None = None) -> core.SearchSpace:
         if fs is not None:
             forbiddens.extend(fs)
     problems.raise_if_any()
-    conditional = {c.child for c in conditions}
-    conditions = [restore_not_equals(c, params, conditional) for c in conditions]
     return build_space(src, params.values(), conditions, forbiddens,
                        name=str(data.get("name") or ""))
 
 
 def hyperparameter_from_dict(item: Any) -> core.Param:
+    """One ConfigSpace hyperparameter dict as an archtune parameter (see the module
+    docstring); SpaceError naming the problem."""
     if not isinstance(item, Mapping):
         raise SpaceError(f"a hyperparameter must be a mapping, got {item!r}")
     item = dict(item)
@@ -159,35 +159,8 @@ def hyperparameter_from_dict(item: Any) -> core.Param:
         raise SpaceError(f"'meta' must be a mapping or null, got {meta!r}")
     meta = dict(meta) if meta else {}
     default = to_hashable(item.get("default_value"))
-
     if kind in _NUMERIC:
-        is_int = kind.endswith("_int")
-        for key in ("lower", "upper"):
-            if key not in item:
-                raise SpaceError(f"type {kind!r} needs '{key}'")
-        lower, upper = _number(item["lower"], "lower", is_int), _number(item["upper"], "upper",
-                                                                      is_int)
-        if default is not None:
-            default = _number(default, "default_value", is_int)
-        if not kind.startswith("uniform"):
-            dist = "normal" if kind.startswith("normal") else "beta"
-            keys = ("mu", "sigma") if dist == "normal" else ("alpha", "beta")
-            info = {"type": kind}
-            for key in keys:
-                if key not in item:
-                    raise SpaceError(f"type {kind!r} needs '{key}'")
-                info[key] = float(item[key])
-            meta["configspace"] = info
-        kw: dict[str, Any] = {"default": default, "log": bool(item.get("log", False))}
-        cls = core.Int if is_int else core.Float
-        q = item.get("q")  # legacy quantisation: kept as step where the grid fits the range
-        if q is not None and not kw["log"]:
-            try:
-                return cls(name, lower, upper, meta=meta or None,
-                           step=int(q) if is_int else float(q), **kw)
-            except ValueError:
-                pass
-        return cls(name, lower, upper, meta=meta or None, **kw)
+        return _numeric_from_dict(name, kind, item, default, meta)
     if kind == "categorical":
         choices = item.get("choices")
         if not isinstance(choices, (list, tuple)) or not choices:
@@ -198,22 +171,57 @@ def hyperparameter_from_dict(item: Any) -> core.Param:
             weights=tuple(weights) if weights is not None else None, meta=meta or None,
         )
     if kind == "ordinal":
-        seq = item.get("sequence")
-        if not isinstance(seq, (list, tuple)) or not seq:
-            raise SpaceError("type 'ordinal' needs a non-empty list 'sequence'")
-        arch = meta.pop("archtune", None)
-        if isinstance(arch, Mapping) and arch.get("type") in ("int", "float"):
-            # a stepped Int/Float written by archtune as an ordinal over its grid
-            cls = core.Int if arch["type"] == "int" else core.Float
-            return cls(name, arch["low"], arch["high"], default=default,
-                       log=bool(arch.get("log", False)), step=arch["step"], meta=meta or None)
-        if arch is not None:
-            meta["archtune"] = arch
-        return core.Ordinal(name, tuple(to_hashable(v) for v in seq), default=default,
-                            meta=meta or None)
+        return _ordinal_from_dict(name, item, default, meta)
     if "value" not in item:
         raise SpaceError("type 'constant' needs 'value'")
     return core.Constant(name, to_hashable(item["value"]), meta=meta or None)
+
+
+def _numeric_from_dict(name: str, kind: str, item: Mapping, default: Any,
+                       meta: dict) -> core.Param:
+    is_int = kind.endswith("_int")
+    for key in ("lower", "upper"):
+        if key not in item:
+            raise SpaceError(f"type {kind!r} needs '{key}'")
+    lower, upper = _number(item["lower"], "lower", is_int), _number(item["upper"], "upper",
+                                                                  is_int)
+    if default is not None:
+        default = _number(default, "default_value", is_int)
+    if not kind.startswith("uniform"):
+        dist = "normal" if kind.startswith("normal") else "beta"
+        keys = ("mu", "sigma") if dist == "normal" else ("alpha", "beta")
+        info = {"type": kind}
+        for key in keys:
+            if key not in item:
+                raise SpaceError(f"type {kind!r} needs '{key}'")
+            info[key] = float(item[key])
+        meta["configspace"] = info
+    kw: dict[str, Any] = {"default": default, "log": bool(item.get("log", False))}
+    cls = core.Int if is_int else core.Float
+    q = item.get("q")  # legacy quantisation: kept as step where the grid fits the range
+    if q is not None and not kw["log"]:
+        try:
+            return cls(name, lower, upper, meta=meta or None,
+                       step=int(q) if is_int else float(q), **kw)
+        except ValueError:
+            pass
+    return cls(name, lower, upper, meta=meta or None, **kw)
+
+
+def _ordinal_from_dict(name: str, item: Mapping, default: Any, meta: dict) -> core.Param:
+    seq = item.get("sequence")
+    if not isinstance(seq, (list, tuple)) or not seq:
+        raise SpaceError("type 'ordinal' needs a non-empty list 'sequence'")
+    arch = meta.pop("archtune", None)
+    if isinstance(arch, Mapping) and arch.get("type") in ("int", "float"):
+        # a stepped Int/Float written by archtune as an ordinal over its grid
+        cls = core.Int if arch["type"] == "int" else core.Float
+        return cls(name, arch["low"], arch["high"], default=default,
+                   log=bool(arch.get("log", False)), step=arch["step"], meta=meta or None)
+    if arch is not None:
+        meta["archtune"] = arch
+    return core.Ordinal(name, tuple(to_hashable(v) for v in seq), default=default,
+                        meta=meta or None)
 
 
 def _number(v: Any, key: str, is_int: bool) -> Any:
@@ -437,28 +445,6 @@ def _not_equals_to_dict(c: Any, parent: core.Param) -> dict:
 
 def _same(a: Any, b: Any) -> bool:
     return choice_key(a) == choice_key(b)
-
-
-def restore_not_equals(c: Any, params: Mapping[str, core.Param],
-                       conditional: set[str]) -> Any:
-    """The inverse of the ``NotEquals`` rewriting in :func:`condition_to_dict`: an ``IN`` over
-    all values but one, or ``LT v || GT v``, on a parent that can be inactive, read back as
-    ``NotEquals`` (the same condition)."""
-    if isinstance(c, core.In) and c.parent in conditional:
-        p = params[c.parent]
-        if p.is_discrete and p.cardinality <= MAX_GRID and p.cardinality == len(c.values) + 1:
-            missing = [v for v in p.values if not any(_same(v, x) for x in c.values)]
-            if len(missing) == 1:
-                return core.NotEquals(c.child, c.parent, missing[0])
-        return c
-    if isinstance(c, core.Or) and len(c.conditions) == 2:
-        a, b = c.conditions
-        if {type(a), type(b)} == {core.LessThan, core.GreaterThan} and a.parent == b.parent \
-                and a.value == b.value and a.parent in conditional:
-            return core.NotEquals(c.child, a.parent, a.value)
-    if isinstance(c, (core.And, core.Or)):
-        return type(c)(*[restore_not_equals(s, params, conditional) for s in c.conditions])
-    return c
 
 
 def forbidden_to_dict(f: Any) -> dict:

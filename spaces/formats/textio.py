@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import yaml
 
 from spaces.errors import SpaceError
+from spaces.values import frozen
 
 __all__ = ["load_yaml", "load_json", "to_plain", "to_hashable", "dump_yaml", "dump_json",
            "source_of", "read_text", "write_text", "is_number", "YAML_SUFFIXES", "JSON_SUFFIXES"]
@@ -124,10 +125,9 @@ def to_plain(value: Any) -> Any:
 
 
 def to_hashable(value: Any) -> Any:
-    """Lists read from a file become tuples so they can be choices of a parameter."""
-    if isinstance(value, list):
-        return tuple(to_hashable(v) for v in value)
-    return value
+    """Lists read from a file become tuples and mappings :class:`~spaces.values.FrozenDict`,
+    so they can be choices of a parameter."""
+    return frozen(value)
 
 
 def dump_yaml(data: Any) -> str:

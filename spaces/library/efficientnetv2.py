@@ -22,6 +22,7 @@ import math
 from typing import Any, Mapping
 
 from spaces.core import Categorical, Ordinal, SearchSpace
+from spaces.errors import SpaceError
 from spaces.library.registry import register_space
 from spaces.library.mnasnet import MobileBlockSpec, read
 
@@ -39,6 +40,10 @@ SE_RATIOS: tuple[float, ...] = (0.0, 0.25)
 WIDTHS: tuple[float, ...] = (0.75, 1.0, 1.25)
 ACTIVATIONS: tuple[str, ...] = ("swish", "relu")
 ARCH = {"arch": True}
+
+__all__ = ["efficientnetv2", "decode", "block_key", "REPEATS", "FILTERS", "STRIDES", "OPS",
+           "REFERENCE_OPS", "REFERENCE_EXPANSIONS", "EXPANSIONS", "KERNELS", "SE_RATIOS",
+           "WIDTHS", "ACTIVATIONS", "STEM_FILTERS", "HEAD_FILTERS"]
 
 
 def block_key(block: int, field: str) -> str:
@@ -72,7 +77,7 @@ def decode(config: Mapping[str, Any] | Any, depth_scale: float = 1.0) -> list[Mo
     Every parameter shapes the network, so all of them are read.
     """
     if not depth_scale > 0:
-        raise ValueError(f"depth_scale must be > 0, got {depth_scale!r}")
+        raise SpaceError(f"depth_scale must be > 0, got {depth_scale!r}")
     act = read(config, "activation")
     specs = []
     for i, (repeats, filters, stride) in enumerate(zip(REPEATS, FILTERS, STRIDES)):

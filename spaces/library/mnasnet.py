@@ -37,6 +37,10 @@ SE_RATIOS: tuple[float, ...] = (0.0, 0.25)
 WIDTHS: tuple[float, ...] = (0.75, 1.0, 1.25)
 ARCH = {"arch": True}
 
+__all__ = ["mnasnet", "decode", "read", "block_key", "repeat_choices", "MobileBlockSpec",
+           "REPEATS", "FILTERS", "STRIDES", "OPS", "EXPANSIONS", "KERNELS", "SE_RATIOS",
+           "WIDTHS", "STEM_FILTERS", "HEAD_FILTERS"]
+
 
 def block_key(block: int, field: str) -> str:
     """Parameter name of one block field, e.g. ``blocks.3.kernel``."""
