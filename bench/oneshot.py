@@ -59,6 +59,13 @@ def main() -> None:
                     help="training batches that recalibrate BatchNorm before each score")
     ap.add_argument("--val-fraction", type=float, default=0.2,
                     help="share of digits held out for validation")
+    ap.add_argument("--data-fraction", type=float, default=1.0,
+                    help="share of the training images kept (stratified, fixed by the seed)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="stand-alone trainings per subnet (seeds 0..N-1); their mean accuracy "
+                         "is the subnet's stand-alone score")
+    ap.add_argument("--sampling", default="uniform", choices=("uniform", "fair", "sandwich"),
+                    help="supernet paths per step (trainers/oneshot/settings.py)")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -79,6 +86,7 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
                 "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
+                "data_fraction": a.data_fraction, "sampling": a.sampling,
                 "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
@@ -106,16 +114,22 @@ def main() -> None:
             seen.add(space.config_id(c))
             archs.append(c)
     inherited = [ev(c)["val_acc"] for c in archs]
-    alone, alone_s = [], []
+    alone, alone_s, alone_runs = [], [], []
     for i, c in enumerate(archs):
-        ctx, t = _train(train_subnet, {**settings, **c}, root, f"alone_{i}", a.standalone_epochs)
-        alone.append(ctx.results[-1]["val_acc"])
-        alone_s.append(t)
-        print(f"stand-alone {i}: {alone[-1]:.4f} in {t:.1f}s (inherited {inherited[i]:.4f})",
+        runs = []
+        for s in range(a.seeds):
+            ctx, t = _train(train_subnet, {**settings, **c}, root, f"alone_{i}_{s}",
+                            a.standalone_epochs, seed=s)
+            runs.append(ctx.results[-1]["val_acc"])
+            alone_s.append(t)
+        alone_runs.append(runs)
+        alone.append(float(np.mean(runs)))
+        print(f"stand-alone {i}: {alone[-1]:.4f} {runs} (inherited {inherited[i]:.4f})",
               flush=True)
     tau, p = kendalltau(inherited, alone)
     out["fidelity"] = {"n": len(archs), "kendall_tau": float(tau), "p_value": float(p),
                        "inherited": inherited, "standalone": alone,
+                       "standalone_runs": alone_runs,
                        "standalone_seconds": alone_s, "archs": archs}
     print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
     save()
@@ -168,7 +182,9 @@ def main() -> None:
                         "final_seconds": secs, "pipeline_seconds": total}
         print(f"one-shot final ({init}, {epochs} ep): best {max(accs):.4f}, pipeline "
               f"{total:.1f}s", flush=True)
-    multi_best, multi_s = max(alone), sum(alone_s)
+    # the multi-trial search is one training per subnet (seed 0), as a random search runs it
+    multi_best = max(runs[0] for runs in alone_runs)
+    multi_s = sum(alone_s[::a.seeds])
     out["outcome"] = {"search_seconds": t_search, "search_evals": a.search_evals,
                       "top2": top, "final": finals,
                       "multi_trial": {"trials": len(alone), "best": multi_best,

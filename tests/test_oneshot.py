@@ -12,10 +12,12 @@ from trainers.api import LocalContext
 from trainers.nas.objectives import count_params
 from trainers.oneshot import (
     DartsMutator,
+    FairMutator,
     FixedMutator,
     InputSpace,
     OperationSpace,
     RandomMutator,
+    SandwichMutator,
     ValueSpace,
     build_subnet,
     decisions,
@@ -173,6 +175,37 @@ def test_random_mutator_samples_valid_single_paths():
     assert net(x).shape == (2, 10)
 
 
+def test_fair_mutator_trains_every_choice_of_every_decision_once_per_step():
+    net = mnasnet_supernet(widths=[0.25, 0.5, 0.75, 1.0])
+    mut = FairMutator(net, seed=0)
+    for _ in range(3):
+        paths = mut.paths()
+        assert len(paths) == 4
+        for p in paths:
+            assert mut.apply(p) == p
+        for key in ("blocks.0.width", "blocks.2.width"):
+            assert sorted(p[key] for p in paths) == [0.25, 0.5, 0.75, 1.0]
+        for key in ("blocks.1.op", "blocks.3.kernel"):
+            values = [p[key] for p in paths]
+            assert sorted(set(values)) == sorted(set(mut.decisions[key].choices))
+            assert all(values.count(v) == 2 for v in set(values))
+
+
+def test_sandwich_mutator_gives_largest_smallest_and_random_paths():
+    net = mnasnet_supernet()
+    mut = SandwichMutator(net, seed=0)
+    largest, smallest, _ = mut.paths()
+    for i in range(4):
+        assert largest[f"blocks.{i}.width"] == 1.0 and smallest[f"blocks.{i}.width"] == 0.5
+        assert largest[f"blocks.{i}.kernel"] == 5 and smallest[f"blocks.{i}.kernel"] == 3
+        if largest[f"blocks.{i}.op"] == "mbconv":
+            assert largest[f"blocks.{i}.expansion"] == 6
+        if smallest[f"blocks.{i}.op"] == "mbconv":
+            assert smallest[f"blocks.{i}.expansion"] == 1
+    randoms = {mut.space.config_id(mut.paths()[2]) for _ in range(10)}
+    assert len(randoms) == 10
+
+
 def test_subnet_evaluator_recalibrates_and_restores_batchnorm():
     net = mnasnet_supernet()
     torch.manual_seed(0)
@@ -200,11 +233,12 @@ def _supernet_run(tmp_path, name, epochs, restore=None, **extra):
     return ctx, train_supernet, cfg
 
 
-@pytest.mark.parametrize("strategy", ["spos", "darts"])
-def test_supernet_checkpoint_resume_is_exact(tmp_path, strategy):
+@pytest.mark.parametrize("strategy,sampling", [("spos", "uniform"), ("darts", "uniform"),
+                                               ("spos", "fair"), ("spos", "sandwich")])
+def test_supernet_checkpoint_resume_is_exact(tmp_path, strategy, sampling):
     from trainers.checkpoint import read_checkpoint
 
-    ctx, train, cfg = _supernet_run(tmp_path, "full", 2, strategy=strategy)
+    ctx, train, cfg = _supernet_run(tmp_path, "full", 2, strategy=strategy, sampling=sampling)
     train(cfg, ctx)
     full = read_checkpoint(ctx.last_checkpoint)
     stop_after_one = LocalContext(tmp_path / "half", seed=1, max_epochs=2, num_cpus=1,

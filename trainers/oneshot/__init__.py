@@ -25,16 +25,25 @@ from __future__ import annotations
 
 from trainers.oneshot.export import ChosenInputs, build_subnet
 from trainers.oneshot.mutables import InputSpace, OperationSpace, ValueSpace, derive
-from trainers.oneshot.mutators import DartsMutator, FixedMutator, RandomMutator, apply_config
+from trainers.oneshot.mutators import (
+                                       DartsMutator,
+                                       FairMutator,
+                                       FixedMutator,
+                                       RandomMutator,
+                                       SandwichMutator,
+                                       apply_config,
+)
 from trainers.oneshot.space import decisions, nni_search_space, search_space
 
 __all__ = [
            "ChosenInputs",
            "DartsMutator",
+           "FairMutator",
            "FixedMutator",
            "InputSpace",
            "OperationSpace",
            "RandomMutator",
+           "SandwichMutator",
            "ValueSpace",
            "apply_config",
            "build_subnet",

@@ -2,6 +2,11 @@
 
 - :class:`RandomMutator`: a uniform sample over the active choices (single-path one-shot:
   call :meth:`RandomMutator.reset` before every training step);
+- :class:`FairMutator`: strict fairness (FairNAS): :meth:`FairMutator.paths` gives, per
+  training step, one path per choice such that every decision visits each of its choices
+  once (gradients of the paths are accumulated before one update);
+- :class:`SandwichMutator`: the sandwich rule (BigNAS / slimmable networks): per step the
+  largest path, the smallest path and one uniform random path;
 - :class:`FixedMutator`: applies one configuration; strict by default (every active key
   present, no unknown key, every value one of its choices);
 - :class:`DartsMutator`: architecture logits per decision (an ``nn.Module``; its parameters are
@@ -29,7 +34,8 @@ from spaces.errors import SpaceError
 from trainers.oneshot.mutables import InputSpace
 from trainers.oneshot.space import Decision, decisions, search_space
 
-__all__ = ["DartsMutator", "FixedMutator", "Mutator", "RandomMutator", "apply_config"]
+__all__ = ["DartsMutator", "FairMutator", "FixedMutator", "Mutator", "RandomMutator",
+           "SandwichMutator", "apply_config"]
 
 
 def _normalise(d: Decision, value: Any) -> Any:
@@ -108,6 +114,48 @@ class RandomMutator(Mutator):
         """Sample a configuration and apply it (one path of the supernet); returns it."""
         self.current = self.apply(self.sample())
         return self.current
+
+
+class FairMutator(RandomMutator):
+    """Strict-fair sampling (FairNAS): :meth:`paths` returns ``m`` configurations, ``m`` the
+    largest number of choices of a decision; decision ``k`` takes its choices in a fresh random
+    order (a decision with fewer choices repeats from a second random order), so over one
+    step every choice of every decision is trained (a conditional decision, such as an
+    expansion under one operation, only on the paths where it is active). Input decisions are
+    sampled uniformly."""
+
+    def paths(self) -> list[dict[str, Any]]:
+        """The configurations of one training step (not applied)."""
+        ds = {k: d for k, d in self.decisions.items() if d.kind != "input"}
+        m = max((len(d.choices) for d in ds.values()), default=1)
+        orders = {}
+        for k, d in ds.items():
+            n = len(d.choices)
+            idx = np.concatenate([self.rng.permutation(n) for _ in range(-(-m // n))])[:m]
+            orders[k] = [d.choices[int(i)] for i in idx]
+        out = []
+        for j in range(m):
+            cfg = self.sample()
+            cfg.update({k: orders[k][j] for k in ds})
+            out.append(self.space.canonical(cfg))
+        return out
+
+
+class SandwichMutator(RandomMutator):
+    """The sandwich rule: :meth:`paths` returns the largest path (every ordered decision at
+    its largest choice), the smallest path (every ordered decision at its smallest) and one
+    uniform random path; unordered decisions (operations, inputs) are sampled uniformly."""
+
+    def _extreme(self, pick: Any) -> dict[str, Any]:
+        cfg = self.sample()
+        for k, d in self.decisions.items():
+            if d.kind == "value" and all(isinstance(c, (int, float)) for c in d.choices):
+                cfg[k] = pick(d.choices)
+        return self.space.canonical(cfg)
+
+    def paths(self) -> list[dict[str, Any]]:
+        """The configurations of one training step (not applied)."""
+        return [self._extreme(max), self._extreme(min), self.sample()]
 
 
 class FixedMutator(Mutator):

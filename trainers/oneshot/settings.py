@@ -10,9 +10,10 @@ from typing import Any
 
 from trainers.errors import TrainerError
 
-__all__ = ["DEFAULT_SUPERNET", "INITS", "STRATEGIES", "OneShotConfig"]
+__all__ = ["DEFAULT_SUPERNET", "INITS", "SAMPLINGS", "STRATEGIES", "OneShotConfig"]
 
 STRATEGIES = ("spos", "darts")
+SAMPLINGS = ("uniform", "fair", "sandwich")
 INITS = ("scratch", "inherit")
 DEFAULT_SUPERNET = "trainers.oneshot.mnasnet:mnasnet_supernet"
 
@@ -27,6 +28,10 @@ class OneShotConfig:
         strategy: ``"spos"`` (single-path one-shot, one uniform random path per step) or
             ``"darts"`` (bi-level: architecture logits trained with Adam(``arch_lr``) on
             validation batches, weights with SGD on training batches; first order).
+        sampling: paths per ``spos`` step: ``"uniform"`` (one uniform random path),
+            ``"fair"`` (strict fairness, FairNAS: one path per choice, every choice of every
+            decision once) or ``"sandwich"`` (largest, smallest and one random path); the
+            gradients of a step's paths are averaged before one update.
         tau: Gumbel-softmax temperature of ValueSpaces under ``darts``.
         dataset, data_fraction, val_fraction, image_size, batch_size, num_workers: the data
             (:class:`trainers.data.DataConfig`).
@@ -46,6 +51,7 @@ class OneShotConfig:
     supernet: str = DEFAULT_SUPERNET
     supernet_args: Mapping[str, Any] = field(default_factory=dict)
     strategy: str = "spos"
+    sampling: str = "uniform"
     tau: float = 1.0
     dataset: str = "digits"
     data_fraction: float = 1.0
@@ -70,6 +76,8 @@ class OneShotConfig:
         problems = []
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.sampling not in SAMPLINGS:
+            problems.append(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {INITS}, got {self.init!r}")
         if self.init == "inherit" and not self.supernet_checkpoint:

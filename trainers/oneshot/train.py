@@ -1,7 +1,9 @@
 """The one-shot trainers, both following the trial contract of :mod:`trainers.api`.
 
 ``train_supernet(config, ctx)`` (registered as ``supernet``) trains a weight-sharing supernet:
-``strategy: spos`` samples one uniform random path per step (single-path one-shot);
+``strategy: spos`` samples one uniform random path per step (single-path one-shot), or, with
+``sampling: fair`` / ``sandwich``, several paths whose gradients are averaged (FairNAS strict
+fairness / the sandwich rule);
 ``strategy: darts`` alternates an architecture step (Adam on the :class:`DartsMutator` logits,
 on a validation batch) with a weight step (SGD, training batch). Each epoch reports
 ``epoch, train_loss, val_acc, val_acc_max, val_loss, metric, lr, epoch_time_s, num_decisions``
@@ -38,7 +40,7 @@ from trainers.api import TrialContext
 from trainers.errors import TrainerError
 from trainers.oneshot.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
 from trainers.oneshot.export import build_subnet
-from trainers.oneshot.mutators import DartsMutator, RandomMutator
+from trainers.oneshot.mutators import DartsMutator, FairMutator, RandomMutator, SandwichMutator
 from trainers.oneshot.settings import OneShotConfig
 from trainers.oneshot.space import search_space
 
@@ -167,15 +169,26 @@ class _Loop:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+_SAMPLERS = {"uniform": RandomMutator, "fair": FairMutator, "sandwich": SandwichMutator}
+
+
 def _spos_epoch(loop: _Loop, mutator: RandomMutator) -> float:
     mutator.rng = np.random.default_rng([int(loop.ctx.seed), loop.epoch])
     total, n = 0.0, 0
     loop.model.train()
     for x, y in loop.batches():
-        mutator.reset()
-        loss = loop.loss(x, y)
-        loop.step(loss)
-        total, n = total + float(loss.detach()) * len(y), n + len(y)
+        paths = mutator.paths() if hasattr(mutator, "paths") else [mutator.sample()]
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for cfg in paths:
+            mutator.apply(cfg)
+            loss = loop.loss(x, y) / len(paths)
+            if not torch.isfinite(loss):
+                raise TrainerError(f"non-finite training loss at epoch {loop.epoch + 1}")
+            loss.backward()
+            loss_sum += float(loss.detach())
+        loop.optimizer.step()
+        total, n = total + loss_sum * len(y), n + len(y)
     return total / max(1, n)
 
 
@@ -223,7 +236,7 @@ def train_supernet(config: dict, ctx: TrialContext) -> None:
     loop = _Loop(cfg, ctx, net)
     darts = cfg.strategy == "darts"
     mutator: Any = DartsMutator(net, tau=cfg.tau).to(loop.device) if darts \
-        else RandomMutator(net, seed=ctx.seed)
+        else _SAMPLERS[cfg.sampling](net, seed=ctx.seed)
     arch_opt = torch.optim.Adam(mutator.parameters(), lr=float(cfg.arch_lr), betas=(0.5, 0.999),
                                 weight_decay=float(cfg.arch_weight_decay)) if darts else None
     extra_state = {"mutator": mutator, "arch_optimizer": arch_opt} if darts else {}
