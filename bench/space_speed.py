@@ -23,7 +23,9 @@ libraries agree on every sampled configuration). Times:
   ``cs.sample_configuration()`` (which checks the configuration it builds);
 - ``validate x1``: ``space.validate(cfg)`` vs ``Configuration.check_valid_configuration()``.
 
-Best of several rounds, microseconds per call; prints a markdown table.
+Best of several rounds, archtune and ConfigSpace measured in alternating rounds, microseconds
+per call; prints a markdown table. ``cs.sample_configuration`` returns ``Configuration``
+objects that build their dicts lazily; archtune returns the dicts.
 
 Run: python bench/space_speed.py [--quick]
 """
@@ -200,28 +202,37 @@ def to_configspace(space: SearchSpace, seed: int = 0):
     return cs
 
 
-def timeit(fn, repeat: int, rounds: int = 5) -> float:
-    best = float("inf")
+def _once(fn, repeat: int) -> float:
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat
+
+
+def pair(fa, repeat_a: int, fc, repeat_c: int, rounds: int) -> tuple[float, float]:
+    """Best time per call (microseconds) of ``fa`` (archtune) and ``fc`` (ConfigSpace), measured
+    in alternating rounds so that both see the same load on a shared machine."""
+    best_a = best_c = float("inf")
     for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        best = min(best, (time.perf_counter() - t) / repeat)
-    return best * 1e6
+        best_a = min(best_a, _once(fa, repeat_a))
+        best_c = min(best_c, _once(fc, repeat_c))
+    return best_a * 1e6, best_c * 1e6
 
 
 def rows_for(name: str, quick: bool) -> list[tuple]:
     space = SPACES[name]()
     cs = to_configspace(space)
     rng = np.random.default_rng(0)
-    rounds = 2 if quick else 5
-    batch = (timeit(lambda: space.sample(rng, 1000), 2 if quick else 5, rounds),
-             timeit(lambda: cs.sample_configuration(1000), 1 if quick else 3, rounds))
-    single = (timeit(lambda: space.validate(space.sample(rng)), 200 if quick else 2000, rounds),
-              timeit(cs.sample_configuration, 30 if quick else 300, rounds))
+    space.sample(rng, 10)  # the one-off pilot round that sizes batch rounds
+    rounds = 3 if quick else 7
+    k = 1 if quick else 3
+    batch = pair(lambda: space.sample(rng, 1000), k, lambda: cs.sample_configuration(1000), k,
+                 rounds)
+    single = pair(lambda: space.validate(space.sample(rng)), 100 * k, cs.sample_configuration,
+                  20 * k, rounds)
     cfg, conf = space.sample(rng), cs.sample_configuration()
-    valid = (timeit(lambda: space.validate(cfg), 500 if quick else 5000, rounds),
-             timeit(conf.check_valid_configuration, 200 if quick else 2000, rounds))
+    valid = pair(lambda: space.validate(cfg), 300 * k, conf.check_valid_configuration, 300 * k,
+                 rounds)
     shape = (f"{len(space.params)} params, {len(space.conditions)} conditions, "
              f"{len(space.forbiddens)} forbiddens")
     return [(name, shape, op, a, c) for op, (a, c) in
