@@ -1,4 +1,5 @@
-"""One-shot NAS on digits (16 px, CPU, one thread): ranking fidelity, ranking cost, outcome.
+"""One-shot NAS on digits (16 px, 30 % of the training images, half of digits held out for
+validation; CPU, one thread): ranking fidelity, ranking cost, outcome.
 
     python bench/oneshot.py [--out bench/oneshot_results.json] [--quick]
 
@@ -47,24 +48,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/oneshot_results.json")
     ap.add_argument("--supernet-epochs", type=int, default=30)
-    ap.add_argument("--standalone-epochs", type=int, default=30)
+    ap.add_argument("--standalone-epochs", type=int, default=10)
     ap.add_argument("--finetune-epochs", type=int, default=10)
     ap.add_argument("--subnets", type=int, default=20)
     ap.add_argument("--rank", type=int, default=1000)
     ap.add_argument("--search-evals", type=int, default=200)
-    ap.add_argument("--supernet-args", type=json.loads, default={},
+    ap.add_argument("--supernet-args", type=json.loads,
+                    default={"expansions": [3, 6], "widths": [0.25, 0.5, 1.0]},
                     help='JSON keyword arguments of the supernet factory, e.g. '
                          '\'{"widths": [0.25, 0.5, 1.0]}\'')
-    ap.add_argument("--bn-recalib-batches", type=int, default=2,
+    ap.add_argument("--bn-recalib-batches", type=int, default=8,
                     help="training batches that recalibrate BatchNorm before each score")
-    ap.add_argument("--val-fraction", type=float, default=0.2,
+    ap.add_argument("--val-fraction", type=float, default=0.5,
                     help="share of digits held out for validation")
-    ap.add_argument("--data-fraction", type=float, default=1.0,
+    ap.add_argument("--data-fraction", type=float, default=0.3,
                     help="share of the training images kept (stratified, fixed by the seed)")
-    ap.add_argument("--seeds", type=int, default=1,
+    ap.add_argument("--seeds", type=int, default=2,
                     help="stand-alone trainings per subnet (seeds 0..N-1); their mean accuracy "
                          "is the subnet's stand-alone score")
-    ap.add_argument("--sampling", default="uniform", choices=("uniform", "fair", "sandwich"),
+    ap.add_argument("--sampling", default="sandwich", choices=("uniform", "fair", "sandwich"),
                     help="supernet paths per step (trainers/oneshot/settings.py)")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
