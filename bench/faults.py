@@ -20,6 +20,8 @@ Figures per scenario:
 - resume failures: ``archtune resume`` exiting with an error (goal 0);
 - errored trials: trials the finished experiment lists as ``errored`` (the curve trainer never
   fails by itself, so each one is a restore that failed; goal 0);
+- rung entries lost (ASHA): results recorded in the scheduler's rungs in the snapshot before a
+  kill that the finished experiment's scheduler no longer holds (goal 0);
 - completed: the experiment finished (``best.json`` written).
 """
 from __future__ import annotations
@@ -83,6 +85,35 @@ def _snapshot(exp_dir: Path) -> dict[str, tuple[str, float | None]]:
     return {t.trial_id: (t.status, (t.last_result or {}).get("val_acc")) for t in ea.trials}
 
 
+def scheduler_state(exp_dir: Path) -> dict | None:
+    """The trial scheduler's attributes in the newest experiment snapshot (trials as ids)."""
+    from ray import cloudpickle
+
+    from orchestrator.scheduler_state import load_scheduler
+
+    files = sorted(exp_dir.glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    states = cloudpickle.loads(files[-1].read_bytes())
+
+    class _Ids(dict):
+        def __missing__(self, key: str) -> str:
+            return key
+
+    for st in states.values():
+        if isinstance(st, dict) and st.get("scheduler"):
+            return load_scheduler(st["scheduler"], _Ids())
+    return None
+
+
+def rung_entries(exp_dir: Path) -> set[tuple[int, int, str, float]]:
+    """(bracket, milestone, trial id, recorded value) of every ASHA rung entry in the newest
+    snapshot; empty when the scheduler is no ASHA or nothing is recorded."""
+    state = scheduler_state(exp_dir) or {}
+    return {(b, int(m), tid, float(v)) for b, br in enumerate(state.get("_brackets", []))
+            for m, rec in br._rungs for tid, v in rec.items()}
+
+
 def _unfinished_with_checkpoint(exp_dir: Path, max_epochs: int) -> set[str]:
     out = set()
     for d in exp_dir.glob("trial_*"):
@@ -95,6 +126,20 @@ def _unfinished_with_checkpoint(exp_dir: Path, max_epochs: int) -> set[str]:
         if epochs and max(epochs) < max_epochs:
             out.add(d.name[len("trial_"):])
     return out
+
+
+def _kill_leftovers(ray_tmp: str) -> None:
+    """SIGKILL the processes of the Ray started under ``ray_tmp`` that outlived the killed
+    process group (Ray's workers run in sessions of their own)."""
+    marker = f"RAY_TMPDIR={ray_tmp}".encode()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            if marker in (d / "environ").read_bytes().split(b"\0"):
+                os.kill(int(d.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def _attempt(cmd: list[str], env: dict, cwd: Path, exp_dir: Path, kill_after: float | None,
@@ -134,7 +179,8 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
     exp_dir = workdir / "runs" / scenario
     stats = {"scenario": scenario, "kills": 0, "kills_survived": 0, "finished_trials_lost": 0,
              "restarts_from_scratch": 0, "resume_failures": 0, "hangs": 0,
-             "completed": False}
+             "rung_entries_lost": 0, "completed": False}
+    rungs_before: set = set()
     finished_before: dict[str, float | None] = {}
     had_checkpoint: set[str] = set()
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file)]
@@ -147,6 +193,7 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
                 outcome, code = _attempt(cmd, _env(ray_tmp), workdir, exp_dir, kill_after, log,
                                          timeout)
             finally:
+                _kill_leftovers(ray_tmp)
                 shutil.rmtree(ray_tmp, ignore_errors=True)
             if outcome == "hung":
                 stats["hangs"] += 1
@@ -157,6 +204,7 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
                     stats["resume_failures"] += int(attempt > 0)
                 break
             stats["kills"] += 1
+            rungs_before |= rung_entries(exp_dir)
             snap = _snapshot(exp_dir)
             for tid, (status, acc) in snap.items():
                 if status == "TERMINATED":
@@ -172,6 +220,8 @@ def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
     if stats["completed"]:
         df = Results.load(exp_dir).dataframe.set_index("trial_id")
         stats["errored_trials"] = int((df["status"] == "errored").sum())
+        stats["rung_entries_lost"] = len(rungs_before - rung_entries(exp_dir))
+        stats["rung_entries_before_kills"] = len(rungs_before)
         for tid, acc in finished_before.items():
             if tid not in df.index or df.loc[tid, "status"] in ("interrupted", "errored") or (
                     acc is not None and abs(float(df.loc[tid, "val_acc"]) - acc) > 1e-9):

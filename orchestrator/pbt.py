@@ -91,7 +91,22 @@ def explore_config(space: Any, config: Mapping[str, Any], names: Sequence[str],
 class _ResumablePBT(ResumableScheduler):
     """PBT state across a resume: each trial's perturbation clock and last result are kept;
     the checkpoints to clone from are not (they may be gone: the next perturbation saves
-    fresh ones)."""
+    fresh ones).
+
+    An exploit copies the cloned trial's checkpoint into the exploiting trial's own folder:
+    Ray would restore straight from the other trial's folder, whose checkpoint manager deletes
+    that checkpoint once newer ones replace it, possibly before the exploiting trial (paused,
+    waiting for a free slot, or restored by a resume) starts again."""
+
+    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        source = self._trial_state[trial_to_clone].last_checkpoint
+        if source is None or not _exists(source):
+            return  # nothing left to clone from: the trial keeps its own state
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        manager = trial.run_metadata.checkpoint_manager
+        latest = manager._latest_checkpoint_result
+        if latest is not None and latest.checkpoint.path == source.path:
+            manager.register_checkpoint(_own_copy(trial, latest))
 
     def _archtune_knows(self, trial: Any) -> bool:
         return trial in self._trial_state
@@ -105,6 +120,31 @@ class _ResumablePBT(ResumableScheduler):
             ts.last_checkpoint = None
             kept[trial] = ts
         return {**state, "_trial_state": kept}
+
+
+def _exists(checkpoint: Any) -> bool:
+    import pyarrow.fs as pafs
+
+    info = checkpoint.filesystem.get_file_info(checkpoint.path)
+    return info.type != pafs.FileType.NotFound
+
+
+def _own_copy(trial: Any, result: Any) -> Any:
+    """``result`` with its checkpoint copied to the next checkpoint folder of ``trial``."""
+    import posixpath
+
+    import pyarrow.fs as pafs
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    storage = trial.storage
+    index = max(storage.current_checkpoint_index, 0)
+    dest = posixpath.join(storage.trial_fs_path, f"checkpoint_{index:06d}")
+    fs = storage.storage_filesystem
+    pafs.copy_files(result.checkpoint.path, dest, source_filesystem=result.checkpoint.filesystem,
+                    destination_filesystem=fs)
+    storage.current_checkpoint_index = index + 1
+    return _TrainingResult(checkpoint=Checkpoint(dest, fs), metrics=dict(result.metrics))
 
 
 class SpacePBT(_ResumablePBT, PopulationBasedTraining):

@@ -284,3 +284,23 @@ def test_fault_injection_short(tmp_path):
     assert row["finished_trials_lost"] == 0 and row["restarts_from_scratch"] == 0, row
     assert row["resume_failures"] == 0 and row["completed"], row
     assert row["errored_trials"] == 0, row
+    assert row["rung_entries_lost"] == 0, row  # ASHA's rungs are kept across the resume
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario,seed", [("hyperband", 3), ("pbt", 1)])
+def test_fault_injection_resume_completes(tmp_path, scenario, seed):
+    """HyperBand (which pauses trials in brackets) and PBT (whose exploits clone other trials'
+    checkpoints): one SIGKILL of the driver, then ``archtune resume`` runs to the end within
+    the timeout (no hang) with no errored trial."""
+    import random
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import faults
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    row = faults.run_scenario(scenario, 1, random.Random(seed), tmp_path, timeout=300)
+    assert row["kills"] == 1 and row["hangs"] == 0 and row["resume_failures"] == 0, row
+    assert row["completed"] and row["errored_trials"] == 0, row
+    assert row["finished_trials_lost"] == 0, row
