@@ -16,9 +16,12 @@ maps PB2's continuous proposals onto the space (snapped, then repaired).
 """
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from ray.train._internal.session import _TrainingResult
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
@@ -29,6 +32,8 @@ from .adapter import snap_to_space
 from .scheduler_state import ResumableScheduler
 
 __all__ = ["SpacePB2", "SpacePBT", "explore_config", "into_space"]
+
+log = logging.getLogger("archtune")
 
 
 def _perturb(p: Any, v: Any, factor: float) -> Any:
@@ -100,13 +105,16 @@ class _ResumablePBT(ResumableScheduler):
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         source = self._trial_state[trial_to_clone].last_checkpoint
-        if source is None or not _exists(source):
-            return  # nothing left to clone from: the trial keeps its own state
+        copied = _own_copy(trial, source) if source is not None else None
+        if copied is None:
+            log.info("trial %s: the checkpoint of %s to clone is gone; exploit skipped",
+                     trial.trial_id, trial_to_clone.trial_id)
+            return  # the trial keeps its own state
         super()._exploit(tune_controller, trial, trial_to_clone)
         manager = trial.run_metadata.checkpoint_manager
         latest = manager._latest_checkpoint_result
-        if latest is not None and latest.checkpoint.path == source.path:
-            manager.register_checkpoint(_own_copy(trial, latest))
+        manager.register_checkpoint(_TrainingResult(checkpoint=copied, metrics=dict(
+            latest.metrics if latest is not None else {})))
 
     def _archtune_knows(self, trial: Any) -> bool:
         return trial in self._trial_state
@@ -122,29 +130,32 @@ class _ResumablePBT(ResumableScheduler):
         return {**state, "_trial_state": kept}
 
 
-def _exists(checkpoint: Any) -> bool:
-    import pyarrow.fs as pafs
-
-    info = checkpoint.filesystem.get_file_info(checkpoint.path)
-    return info.type != pafs.FileType.NotFound
-
-
-def _own_copy(trial: Any, result: Any) -> Any:
-    """``result`` with its checkpoint copied to the next checkpoint folder of ``trial``."""
+def _own_copy(trial: Any, checkpoint: Any) -> Any:
+    """``checkpoint`` copied to the next checkpoint folder of ``trial`` (a Ray
+    ``Checkpoint``), or ``None`` when it is gone (its trial's manager may delete it while it
+    is copied)."""
     import posixpath
 
     import pyarrow.fs as pafs
-    from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
 
     storage = trial.storage
     index = max(storage.current_checkpoint_index, 0)
     dest = posixpath.join(storage.trial_fs_path, f"checkpoint_{index:06d}")
     fs = storage.storage_filesystem
-    pafs.copy_files(result.checkpoint.path, dest, source_filesystem=result.checkpoint.filesystem,
-                    destination_filesystem=fs)
+    try:
+        if checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.NotFound:
+            return None
+        pafs.copy_files(checkpoint.path, dest, source_filesystem=checkpoint.filesystem,
+                        destination_filesystem=fs)
+    except OSError:
+        try:
+            fs.delete_dir(dest)
+        except OSError:
+            pass
+        return None
     storage.current_checkpoint_index = index + 1
-    return _TrainingResult(checkpoint=Checkpoint(dest, fs), metrics=dict(result.metrics))
+    return Checkpoint(dest, fs)
 
 
 class SpacePBT(_ResumablePBT, PopulationBasedTraining):
@@ -162,15 +173,59 @@ class SpacePBT(_ResumablePBT, PopulationBasedTraining):
                               perturbation_factors=self._perturbation_factors)
 
 
+class _SearchView:
+    """A trial as PB2 sees it: the same trial, its config in PB2's search coordinates."""
+
+    def __init__(self, trial: Any, config: dict) -> None:
+        self._trial, self.config = trial, config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    def __str__(self) -> str:
+        return str(self._trial)
+
+    __repr__ = __str__
+
+
 class SpacePB2(_ResumablePBT, PB2):
     """Ray's PB2 whose proposals are moved onto ``space`` (snapped to the domains, conditional
-    children repaired) before they become a trial's configuration."""
+    children repaired) before they become a trial's configuration. Log-scale parameters are
+    modelled and proposed in log space (PB2 sees ``ln(value)`` on ``[ln(low), ln(high)]``)."""
 
     def __init__(self, *, space: Any, seed: int | None = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        bounds = dict(kwargs.pop("hyperparam_bounds", {}))
+        self._log_keys = tuple(n for n in bounds if getattr(space.params.get(n), "log", False))
+        for n in self._log_keys:
+            bounds[n] = [math.log(bounds[n][0]), math.log(bounds[n][1])]
+        super().__init__(hyperparam_bounds=bounds, **kwargs)
         self._space = space
         self._rng = np.random.default_rng(seed)
 
+    def to_search(self, config: Mapping[str, Any]) -> dict:
+        """``config`` with its log-scale values as logarithms (PB2's coordinates)."""
+        out = dict(config)
+        for n in self._log_keys:
+            v = out.get(n)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                out[n] = math.log(v)
+        return out
+
+    def from_search(self, config: Mapping[str, Any]) -> dict:
+        """The inverse of :meth:`to_search`."""
+        out = dict(config)
+        for n in self._log_keys:
+            v = out.get(n)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[n] = math.exp(v)
+        return out
+
+    def _view(self, trial: Any) -> _SearchView:
+        return _SearchView(trial, self.to_search(trial.config))
+
+    def _save_trial_state(self, state: Any, time: int, result: dict, trial: Any) -> Any:
+        return super()._save_trial_state(state, time, result, self._view(trial))
+
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
-        new, ops = super()._get_new_config(trial, trial_to_clone)
-        return into_space(self._space, new, self._rng), ops
+        new, ops = super()._get_new_config(self._view(trial), self._view(trial_to_clone))
+        return into_space(self._space, self.from_search(new), self._rng), ops

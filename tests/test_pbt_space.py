@@ -84,3 +84,31 @@ def test_1000_pb2_proposals_are_moved_into_the_space():
         base = _tune_form(space, space.sample(rng))
         proposal = {**base, **{n: float(rng.uniform(lo, hi)) for n, (lo, hi) in bounds.items()}}
         space.validate(strip_inactive(into_space(space, proposal, rng)))
+
+
+def test_pb2_explores_log_scale_parameters_in_log_space():
+    from orchestrator.pbt import SpacePB2
+
+    space = load_space(SPACE)
+    bounds = pbt_mutations(space, pb2=True)
+    pb2 = SpacePB2(space=space, seed=0, time_attr="training_iteration", metric="val_acc",
+                   mode="max", perturbation_interval=1, hyperparam_bounds=bounds)
+    lo, hi = pb2._hyperparam_bounds["lr"]
+    assert (lo, hi) == (pytest.approx(np.log(1e-5)), pytest.approx(np.log(1e-1)))
+    assert pb2._hyperparam_bounds["wd"] == [0.0, 0.1]  # linear parameters stay linear
+    # PB2's data holds log(lr): a trial's config goes in as its logarithm and comes back
+    cfg = _tune_form(space, {"lr": 1e-3, "wd": 0.01, "batch": 32, "opt": "sgd",
+                             "momentum": 0.9, "depth": 2})
+    assert pb2.to_search(cfg)["lr"] == pytest.approx(np.log(1e-3))
+    assert pb2.from_search(pb2.to_search(cfg))["lr"] == pytest.approx(1e-3)
+    # 1000 proposals spread uniformly over PB2's bounds land log-uniformly in the space:
+    # about half below the geometric middle 1e-3 (linear bounds would put ~1 % there)
+    rng = np.random.default_rng(4)
+    lrs = []
+    for _ in range(1000):
+        proposal = {**cfg, **{n: float(rng.uniform(*b)) for n, b in
+                              pb2._hyperparam_bounds.items()}}
+        new = strip_inactive(into_space(space, pb2.from_search(proposal), rng))
+        space.validate(new)
+        lrs.append(new["lr"])
+    assert 0.4 < np.mean(np.array(lrs) < 1e-3) < 0.6
