@@ -20,14 +20,15 @@ import pandas as pd
 
 from spaces.errors import ArchtuneError
 
+from . import storage
 from .pareto import nondominated
 from .runner import Results
+from .selection import objective_value
 
 __all__ = ["make_report", "format_table", "pareto_table", "parse_objectives",
            "default_objectives", "plot_best_so_far", "plot_param", "plot_pareto"]
 
 _SHOW_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s")
-_PLOTTED = ("completed", "pruned", "duplicate")  # statuses whose results are plotted
 
 
 def format_table(res: Results, max_rows: int = 50) -> str:
@@ -143,10 +144,11 @@ def plot_pareto(df: pd.DataFrame, front: pd.DataFrame, objectives: Sequence[tupl
 
 def plot_best_so_far(df: pd.DataFrame, metric: str, mode: str, out: Path) -> str | None:
     """``out/best_so_far.png``: the best ``metric`` so far against the time since the
-    experiment started (trials in the order their last result arrived; completed, pruned and
-    duplicate trials); ``None`` when no such trial has a value."""
+    experiment started (trials in the order their last result arrived; the trials that compete
+    for best, :func:`orchestrator.selection.select_best`); ``None`` when no trial has a
+    value."""
     y = pd.to_numeric(df[metric], errors="coerce")
-    y[~df["status"].isin(_PLOTTED)] = np.nan
+    y[~_competing(df, metric)] = np.nan
     if "timestamp" in df.columns:
         ts = pd.to_numeric(df["timestamp"], errors="coerce")
         tt = pd.to_numeric(df.get("time_total_s", 0), errors="coerce").fillna(0)
@@ -192,15 +194,40 @@ def plot_param(df: pd.DataFrame, column: str, metric: str, out: Path) -> str:
 
 
 def make_report(path: str | Path, *, plots: bool = True,
-                pareto: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+                pareto: Sequence[tuple[str, str]] | None = None,
+                filesystem: Any = None) -> dict[str, Any]:
     """Write the report; returns {"table": str, "best": {...}, "plots": [paths], "pareto": df}.
 
-    ``pareto`` names two or more ``(column, mode)`` objectives; by default the metric against
-    ``latency_ms`` (or ``params``) when the trials reported one (the NAS trainer does). The front
-    is written to ``report/pareto.csv`` (and ``report/pareto.png`` for two objectives).
+    ``path`` is a local folder or a URI (``s3://...``, read and written through ``pyarrow.fs``
+    as :func:`orchestrator.runner.run` writes it; ``filesystem`` for an endpoint such as
+    MinIO). ``pareto`` names two or more ``(column, mode)`` objectives; by default the metric
+    against ``latency_ms`` (or ``params``) when the trials reported one (the NAS trainer
+    does). The front is written to ``report/pareto.csv`` (and ``report/pareto.png`` for two
+    objectives). Returned paths are where the files were written (URIs on remote storage).
     """
-    res = Results.load(path)
-    out = Path(path) / "report"
+    import tempfile
+
+    res = Results.load(path, filesystem)
+    dest = storage.resolve(res.path, filesystem) / "report"
+    with tempfile.TemporaryDirectory(prefix="archtune_report_") as tmp:
+        out = Path(dest.path) if dest.is_local else Path(tmp)
+        front, written = _write_report(res, out, plots, pareto)
+        if not dest.is_local:  # the files were made locally: copy them next to the results
+            written = [_upload(Path(f), dest / Path(f).name) for f in written]
+    return {"table": format_table(res), "best": {"metric": res.metric, "mode": res.mode,
+                                                 "best_metric": res.best_metric,
+                                                 "trial": res.best_trial,
+                                                 "config": res.best_config},
+            "plots": written, "results": res, "pareto": front}
+
+
+def _upload(local: Path, target: storage.Location) -> str:
+    target.write_bytes(local.read_bytes())
+    return str(target)
+
+
+def _write_report(res: Results, out: Path, plots: bool,
+                  pareto: Sequence[tuple[str, str]] | None) -> tuple[Any, list[str]]:
     df = res.dataframe
     written: list[str] = []
     objectives = list(pareto) if pareto else default_objectives(df, res.metric, res.mode)
@@ -214,12 +241,14 @@ def make_report(path: str | Path, *, plots: bool = True,
             written.append(plot_pareto(df, front, objectives, out))
     if plots and not df.empty and res.metric in df.columns:
         out.mkdir(parents=True, exist_ok=True)
-        ok = df[df["status"].isin(_PLOTTED) & pd.to_numeric(df[res.metric], errors="coerce").notna()]
+        ok = df[_competing(df, res.metric)]
         best_plot = plot_best_so_far(df, res.metric, res.mode, out)
         written += [best_plot] if best_plot else []
         written += [plot_param(ok, c, res.metric, out) for c in _top_params(ok, res.metric)]
-    return {"table": format_table(res), "best": {"metric": res.metric, "mode": res.mode,
-                                                 "best_metric": res.best_metric,
-                                                 "trial": res.best_trial,
-                                                 "config": res.best_config},
-            "plots": written, "results": res, "pareto": front}
+    return front, written
+
+
+def _competing(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Rows that compete for best under :func:`orchestrator.selection.select_best`'s rule."""
+    return pd.Series([objective_value(r, metric) is not None
+                      for r in df.to_dict("records")], index=df.index, dtype=bool)

@@ -300,10 +300,13 @@ def run(exp: "Experiment | str | Path | dict", address: str | None = None, *,
     ``address``) and return :class:`Results` (also written to ``results.csv``/``best.json``).
 
     ``storage_filesystem`` (a ``pyarrow.fs.FileSystem``, e.g. S3 with an ``endpoint_override``
-    for MinIO) holds the experiment when ``exp.storage`` is a bucket path on it. Raises
+    for MinIO) holds the experiment when ``exp.storage`` is a bucket path on it; by default
+    the experiment file's ``storage_filesystem`` options build it. Raises
     :class:`ExperimentInterrupted` after SIGINT/SIGTERM (the state is saved for resume)."""
     exp = load_experiment(exp)
     exp.validate()
+    if storage_filesystem is None:
+        storage_filesystem = exp.filesystem()  # the experiment file's storage_filesystem
     exp_dir = storage.resolve(exp.experiment_dir(), storage_filesystem)
     if (exp_dir / "tuner.pkl").exists():
         raise SpecError(f"{exp.source or 'experiment'}: key 'name': experiment folder "
@@ -343,6 +346,9 @@ def resume(path: "str | Path", address: str | None = None, *, verbose: bool = Fa
         str(Path(loc.uri).parent), "", Path(loc.uri).name)
     exp = exp.replace(storage=parent, name=name)
     exp.validate()
+    if storage_filesystem is None and exp.filesystem() is not None:
+        storage_filesystem = exp.filesystem()
+        loc = storage.resolve(loc.uri, storage_filesystem)
     started = _ensure_ray(address, verbose)
     _quiet_ray_logs(verbose)
     try:

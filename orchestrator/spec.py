@@ -259,6 +259,8 @@ class Experiment:
     max_epochs: int = 10
     time_budget_s: float | None = None
     storage: str = "archtune_results"
+    # pyarrow.fs.S3FileSystem options for an s3:// storage (e.g. a MinIO endpoint_override)
+    storage_filesystem: Mapping[str, Any] | None = None
     max_failures: int = 0
     seed: int = 0
     # where the spec came from (not part of the YAML); relative paths resolve against it
@@ -274,6 +276,7 @@ class Experiment:
         "max_epochs": Option(int, low=1),
         "time_budget_s": Option((float, _NONE), low=0, low_open=True),
         "storage": Option(str), "max_failures": Option(int, low=-1), "seed": Option(int),
+        "storage_filesystem": Option((dict, _NONE)),
     }
     _SCALARS = ("name", "metric", "mode", "num_samples", "max_concurrent", "max_epochs",
                 "time_budget_s", "storage", "max_failures", "seed")
@@ -299,6 +302,13 @@ class Experiment:
                                                f"got {value!r}")
             if self.time_budget_s is not None:
                 object.__setattr__(self, "time_budget_s", float(self.time_budget_s))
+            if self.storage_filesystem is not None:
+                from orchestrator.storage import check_filesystem_options
+
+                problem = check_filesystem_options(self.storage_filesystem, self.storage)
+                if problem:
+                    raise key_error(None, "storage_filesystem", problem)
+                object.__setattr__(self, "storage_filesystem", dict(self.storage_filesystem))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -415,6 +425,13 @@ class Experiment:
             return NetworkTrainer(net)
         except ArchtuneError as e:
             raise key_error(None, "network", str(e)) from None
+
+    def filesystem(self) -> Any:
+        """The ``pyarrow.fs`` filesystem ``storage_filesystem`` describes (``None``: the one
+        the storage URI or path implies)."""
+        from orchestrator.storage import filesystem_from_options
+
+        return filesystem_from_options(self.storage_filesystem)
 
     def storage_root(self) -> str:
         """Absolute storage path (URIs are returned unchanged)."""

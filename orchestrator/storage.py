@@ -135,5 +135,33 @@ def makedirs(path: "str | os.PathLike | Location") -> None:
     resolve(path).makedirs()
 
 
+# pyarrow.fs.S3FileSystem keyword arguments an experiment file may set
+S3_OPTIONS = ("endpoint_override", "region", "scheme", "access_key", "secret_key",
+              "session_token", "anonymous", "force_virtual_addressing", "request_timeout",
+              "connect_timeout", "allow_bucket_creation")
+
+
+def check_filesystem_options(options: Any, storage: str) -> str | None:
+    """What is wrong with an experiment's ``storage_filesystem`` options (``None`` when they
+    are fine): a mapping of ``pyarrow.fs.S3FileSystem`` arguments, for an ``s3://`` storage."""
+    if not isinstance(options, dict):
+        return f"expected a mapping of S3 options, got {options!r}"
+    if not str(storage).startswith("s3://"):
+        return f"only applies to an 's3://' storage, got storage {storage!r}"
+    unknown = sorted(set(options) - set(S3_OPTIONS))
+    if unknown:
+        return f"unknown option(s) {unknown}; valid: {list(S3_OPTIONS)}"
+    return None
+
+
+def filesystem_from_options(options: dict | None) -> Any:
+    """``pyarrow.fs.S3FileSystem(**options)`` (``None`` for no options)."""
+    if not options:
+        return None
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(**options)
+
+
 def _strip_scheme(uri: str) -> str:
     return uri.split("://", 1)[1] if is_uri(uri) else uri

@@ -110,3 +110,66 @@ def test_run_sigkill_resume_and_refused_rerun_on_s3(s3, tmp_path):
         import shutil
 
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture()
+def s3_no_env(s3, monkeypatch):
+    """The server reachable only through explicit options (no AWS_ENDPOINT_URL)."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    return {"endpoint_override": s3["AWS_ENDPOINT_URL"], "access_key": "testing",
+            "secret_key": "testing", "region": "us-east-1"}
+
+
+def test_storage_filesystem_option_runs_and_reports_on_an_s3_endpoint(ray_session, s3_no_env):
+    from orchestrator import Experiment, run
+    from orchestrator.report import make_report
+    from orchestrator.storage import filesystem_from_options
+
+    exp = Experiment.from_dict(dict(
+        name="minio", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 2}, num_samples=2, max_epochs=2, max_concurrent=2,
+        storage=f"s3://{BUCKET}/opt", storage_filesystem=s3_no_env))
+    res = run(exp)  # the endpoint comes from the experiment file's option alone
+    assert len(res.dataframe) == 2 and res.best_metric is not None
+    fs = filesystem_from_options(s3_no_env)
+    uri = f"s3://{BUCKET}/opt/minio"
+    assert is_complete(uri, fs) and Results.load(uri, fs).best_trial == res.best_trial
+    rep = make_report(uri, filesystem=fs)
+    assert rep["best"]["trial"] == res.best_trial
+    import pyarrow.fs as pafs
+
+    names = {i.base_name for i in fs.get_file_info(
+        pafs.FileSelector(f"{BUCKET}/opt/minio/report", allow_not_found=True))}
+    assert "best_so_far.png" in names and rep["plots"]
+    assert all(p.startswith(f"s3://{BUCKET}/opt/minio/report/") for p in rep["plots"])
+
+
+def test_storage_filesystem_option_is_checked():
+    from orchestrator import Experiment
+    from orchestrator.errors import SpecError
+
+    base = dict(name="x", space=TOY_SPACE, trainer="trainers_for_tests:curve")
+    with pytest.raises(SpecError, match="storage_filesystem.*s3://"):
+        Experiment.from_dict({**base, "storage": "/tmp/x",
+                              "storage_filesystem": {"endpoint_override": "http://h:1"}})
+    with pytest.raises(SpecError, match="storage_filesystem.*unknown option"):
+        Experiment.from_dict({**base, "storage": "s3://b/x",
+                              "storage_filesystem": {"endpoint": "http://h:1"}})
+
+
+def test_archtune_report_on_s3(s3, tmp_path):
+    """``archtune report s3://...`` reads the results and writes the report next to them."""
+    uri = f"s3://{BUCKET}/runs/rep"
+    df = pd.DataFrame([{"trial_id": t, "status": s, "val_acc": v, "config/x": x,
+                        "timestamp": 100 + i, "time_total_s": 1.0}
+                       for i, (t, s, v, x) in enumerate([("a", "completed", 0.5, 0.1),
+                                                         ("b", "duplicate", 0.9, 0.2),
+                                                         ("c", "completed", 0.7, 0.3)])])
+    Results(best_config={"x": 0.3}, best_metric=0.7, dataframe=df, path=uri,
+            best_trial="c").save()
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}:{REPO}", **s3)
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "report", uri], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "trial c" in out.stdout
+    assert f"{BUCKET}/runs/rep/report/best_so_far.png" in _listing(uri)
