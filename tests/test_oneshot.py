@@ -276,6 +276,23 @@ def test_subnet_trainer_inherits_supernet_weights(tmp_path):
     assert np.isfinite(row["train_loss"])
 
 
+def test_subnet_trainer_from_scratch_depends_on_its_seed_only(tmp_path):
+    from trainers.oneshot.train import train_subnet
+
+    _, _, cfg = _supernet_run(tmp_path, "unused", 1)
+    cfg = {k: v for k, v in cfg.items() if k != "eval_subnets"}
+    arch = search_space(mnasnet_supernet(**cfg["supernet_args"])).default()
+    losses = []
+    for name, seed, noise in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
+        torch.manual_seed(noise)  # global RNG state left by earlier work in the process
+        sub = LocalContext(tmp_path / name, seed=seed, max_epochs=1, num_cpus=1, echo=False,
+                           tensorboard=False)
+        train_subnet({**arch, **cfg}, sub)
+        losses.append(sub.results[-1]["train_loss"])
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
 class Flat(nn.Module):
     """Decisions without conditions: an op chosen from a list, a free input choice, a width."""
 

@@ -284,8 +284,8 @@ def train_subnet(config: dict, ctx: TrialContext) -> None:
     """
     from trainers.nas.objectives import count_flops, count_params
 
-    cfg, supernet, arch = _split_subnet_config(config)
     _seed(ctx.seed)
+    cfg, supernet, arch = _split_subnet_config(config)
     if cfg.init == "inherit":
         supernet = load_supernet(cfg.supernet_checkpoint)
     space = search_space(supernet)
