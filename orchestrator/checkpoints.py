@@ -80,9 +80,10 @@ class CheckpointFallback(Callback):
                     trial.trial_id, current.checkpoint.path if current else None, path)
         latest = _fallback_result(current, index, path, storage)
         self._rebuild(trial, [r for r in kept if r.checkpoint.path != path], latest)
-        # the next checkpoint gets a new folder: reusing the name of one written after the
-        # snapshot would let the manager delete the folder its newest entry points to
-        storage.current_checkpoint_index = max(storage.current_checkpoint_index, index + 1)
+        # Tune's index names the last checkpoint (the next is written at +1): the next
+        # checkpoint gets a new folder; reusing the name of one written after the snapshot
+        # would let the manager delete the folder its newest entry points to
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, index)
 
     @staticmethod
     def _rebuild(trial: Any, kept: list, latest: Any = None) -> None:
@@ -116,8 +117,8 @@ def _fallback_result(current: Any, index: int, path: str, storage: Any) -> Any:
         old = _CKPT.match(posixpath.basename(current.checkpoint.path))
         if _in_folder(current, storage.trial_fs_path) and old:
             old_index = int(old.group(1))
-        else:  # cloned from another trial: its own checkpoints since then start here
-            old_index = storage.current_checkpoint_index - 1
+        else:  # cloned from another trial: its own checkpoints since then follow this index
+            old_index = storage.current_checkpoint_index
         iteration = int(current.metrics.get("training_iteration", 0)) + index - old_index
         metrics = {**current.metrics, "training_iteration": iteration}
     else:

@@ -140,7 +140,8 @@ def _own_copy(trial: Any, checkpoint: Any) -> Any:
     from ray.tune import Checkpoint
 
     storage = trial.storage
-    index = max(storage.current_checkpoint_index, 0)
+    # Tune's index names the trial's last checkpoint; the trainable writes the next one at +1
+    index = storage.current_checkpoint_index + 1
     dest = posixpath.join(storage.trial_fs_path, f"checkpoint_{index:06d}")
     fs = storage.storage_filesystem
     try:
@@ -154,7 +155,7 @@ def _own_copy(trial: Any, checkpoint: Any) -> Any:
         except OSError:
             pass
         return None
-    storage.current_checkpoint_index = index + 1
+    storage.current_checkpoint_index = index
     return Checkpoint(dest, fs)
 
 

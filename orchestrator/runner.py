@@ -171,11 +171,31 @@ def _ensure_ray(address: str | None, verbose: bool) -> bool:
         return False
     if address:
         ray.init(address=address, log_to_driver=verbose, configure_logging=verbose)
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=verbose,
-                 configure_logging=verbose)
+        return True
+    from . import local_ray
+
+    # a local Ray whose archtune driver was SIGKILLed still holds CPUs and memory
+    local_ray.stop_leftovers()
+    ctx = ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                   _node_ip_address="127.0.0.1", log_to_driver=verbose,
+                   configure_logging=verbose)
+    session = getattr(ctx, "address_info", {}).get("session_dir")
+    _LOCAL_RAY_RECORDS.append(local_ray.register(session) if session else None)
     return True
+
+
+_LOCAL_RAY_RECORDS: list = []
+
+
+def _shutdown_ray() -> None:
+    """Shut down the Ray this process started (and drop its local-Ray record)."""
+    import ray
+
+    from . import local_ray
+
+    ray.shutdown()
+    while _LOCAL_RAY_RECORDS:
+        local_ray.forget(_LOCAL_RAY_RECORDS.pop())
 
 
 def _trainable(exp: Experiment, space: Any):
@@ -320,9 +340,7 @@ def run(exp: "Experiment | str | Path | dict", address: str | None = None, *,
         return _fit_and_collect(tuner, exp, space, exp_dir)
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
 
 
 def resume(path: "str | Path", address: str | None = None, *, verbose: bool = False,
@@ -362,9 +380,7 @@ def resume(path: "str | Path", address: str | None = None, *, verbose: bool = Fa
         return _fit_and_collect(tuner, exp, space, loc)
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
 
 
 def _fit_and_collect(tuner, exp: Experiment, space: Any, exp_dir: storage.Location) -> Results:

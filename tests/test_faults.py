@@ -304,3 +304,39 @@ def test_fault_injection_resume_completes(tmp_path, scenario, seed):
     assert row["kills"] == 1 and row["hangs"] == 0 and row["resume_failures"] == 0, row
     assert row["completed"] and row["errored_trials"] == 0, row
     assert row["finished_trials_lost"] == 0, row
+
+
+@pytest.mark.slow
+def test_ray_left_by_a_sigkilled_driver_is_found_and_stopped(tmp_path, monkeypatch):
+    """Only the driver is SIGKILLed: its local Ray outlives it. The record it left names the
+    Ray session; the report gives the kill command for exactly those processes and
+    ``stop_leftovers`` (run before archtune starts its next local Ray) stops them."""
+    from orchestrator import local_ray
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("ARCHTUNE_STATE_DIR", str(state))
+    spec = dict(name="orphan", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+                searcher={"type": "random", "seed": 0}, num_samples=4, max_epochs=50,
+                max_concurrent=2, data={"sleep": 0.3}, storage=str(tmp_path / "runs"))
+    proc, ray_tmp = _launch(tmp_path, spec, extra_env={"ARCHTUNE_STATE_DIR": str(state)})
+    try:
+        exp_dir = tmp_path / "runs" / "orphan"
+        _wait_for(proc, lambda: list(exp_dir.glob("trial_*/checkpoint_000001")))
+        records = list(state.glob("*.json"))
+        assert len(records) == 1
+        session = json.loads(records[0].read_text())["session_dir"]
+        assert session.startswith(ray_tmp)
+        assert local_ray.leftover_report() == []  # its driver is alive: not a leftover
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, not its process group
+        proc.wait(timeout=30)
+        time.sleep(2)
+        left = local_ray.session_pids(session)
+        assert left, "nothing of the killed driver's Ray survived"
+        report = local_ray.leftover_report()
+        assert len(report) == 1 and session in report[0] and "kill " in report[0]
+        assert local_ray.stop_leftovers() >= 1
+        assert local_ray.session_pids(session) == [] and not list(state.glob("*.json"))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _cleanup_ray(ray_tmp)
