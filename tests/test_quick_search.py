@@ -142,6 +142,22 @@ def test_never_invalid_never_duplicate(table):
     assert len(ids) == len(set(ids))
 
 
+def test_no_experimental_warning_reaches_the_user(table):
+    """``quick`` uses Optuna's experimental TPE options knowingly; a user sees no warning."""
+    import warnings
+
+    import optuna
+
+    tab, path = table
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = _searcher(tab, path)
+        for i in range(12):
+            cfg = s.suggest(f"t{i}")
+            _play(s, tab, f"t{i}", cfg)
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+
+
 def test_quick_runs_in_the_real_runner(table, tmp_path, ray_session):
     from orchestrator import run
 

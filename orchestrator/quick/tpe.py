@@ -35,10 +35,16 @@ class TPEProposer:
         self._told: set[str] = set()
 
     def _sampler(self, seed: int | None) -> Any:
+        import warnings
+
         import optuna
 
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True, n_startup_trials=self._startup)
+        # multivariate, group and constant_liar are Optuna's experimental options, chosen
+        # knowingly here; their ExperimentalWarning would only be noise to a user
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              constant_liar=True, n_startup_trials=self._startup)
 
     def _distributions(self, cfg: Mapping[str, Any]) -> tuple[dict, dict]:
         from optuna.distributions import CategoricalDistribution, IntDistribution
