@@ -91,7 +91,8 @@ class CheckpointFallback(Callback):
 
         old = trial.run_metadata.checkpoint_manager
         manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
-        own = [r for r in kept if r is not latest]
+        own = [r for r in kept
+               if latest is None or r.checkpoint.path != latest.checkpoint.path]
         for r in own:
             manager.register_checkpoint(r)
         if latest is not None and _in_folder(latest, trial.storage.trial_fs_path):

@@ -131,18 +131,19 @@ class _ResumablePBT(ResumableScheduler):
 
 
 def _own_copy(trial: Any, checkpoint: Any) -> Any:
-    """``checkpoint`` copied to the next checkpoint folder of ``trial`` (a Ray
-    ``Checkpoint``), or ``None`` when it is gone (its trial's manager may delete it while it
-    is copied)."""
+    """``checkpoint`` copied into ``trial``'s folder (a Ray ``Checkpoint``), or ``None`` when
+    it is gone (its trial's manager may delete it while it is copied). The copy's folder name
+    is one Tune never writes: a checkpoint the paused trial still had in flight takes Tune's
+    next ``checkpoint_NNNNNN`` name, and two manager entries for one folder would let the
+    manager delete a checkpoint it still lists."""
     import posixpath
+    import uuid
 
     import pyarrow.fs as pafs
     from ray.tune import Checkpoint
 
     storage = trial.storage
-    # Tune's index names the trial's last checkpoint; the trainable writes the next one at +1
-    index = storage.current_checkpoint_index + 1
-    dest = posixpath.join(storage.trial_fs_path, f"checkpoint_{index:06d}")
+    dest = posixpath.join(storage.trial_fs_path, f"exploited_{uuid.uuid4().hex[:12]}")
     fs = storage.storage_filesystem
     try:
         if checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.NotFound:
@@ -155,7 +156,6 @@ def _own_copy(trial: Any, checkpoint: Any) -> Any:
         except OSError:
             pass
         return None
-    storage.current_checkpoint_index = index
     return Checkpoint(dest, fs)
 
 
