@@ -4,7 +4,8 @@ disjunction (:class:`And`, :class:`Or`) and ``Condition.from_dict``.
 
 Each condition can check itself against a space's parameters and compile itself to a fast
 per-config predicate (``_compile``) and a vectorised column predicate (``_vcompile``) used by
-:class:`~spaces.space.SearchSpace`. Depends only on :mod:`spaces.params` and :mod:`spaces.values`. Pure Python + numpy.
+:class:`~spaces.space.SearchSpace`. Depends only on :mod:`spaces.params`, :mod:`spaces.values` and
+:mod:`spaces.vector`. Pure Python + numpy.
 """
 from __future__ import annotations
 
@@ -17,19 +18,10 @@ import numpy as np
 from spaces.errors import SpaceError
 from spaces.params import Constant, Ordinal, Param
 from spaces.values import choice_key, py_value
+from spaces.vector import VectorFn, all_of, and_mask, any_of, member
 
 __all__ = ["Condition", "Equals", "NotEquals", "In", "GreaterThan", "LessThan", "And", "Or",
            "CONDITION_TYPES"]
-
-
-#: Vectorised condition: (columns, activity masks) -> bool array. ``cols[name]`` holds a drawn
-#: value per row (choice indices for choice parameters); ``masks[name]`` is the parameter's
-#: activity per row, or None when it is always active.
-VectorFn = Callable[[Mapping[str, np.ndarray], Mapping[str, "np.ndarray | None"]], np.ndarray]
-
-
-def _and_mask(hit: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    return hit if mask is None else hit & mask
 
 
 class Condition:
@@ -158,14 +150,11 @@ class _Simple(Condition):
         p = params[self.parent]
         name, op = self.parent, self._op
         if self._kind in ("equals", "not_equals"):
-            member = p._column_member((self.value,))
-            if self._kind == "equals":
-                return lambda cols, masks: _and_mask(member(cols[name]), masks[name])
-            return lambda cols, masks: _and_mask(~member(cols[name]), masks[name])
+            return member(p, name, (self.value,), negate=self._kind == "not_equals")
         if not p.contains(self.value):
             return lambda cols, masks: np.zeros(len(cols[name]), dtype=bool)
         ref = p._column_of(self.value)
-        return lambda cols, masks: _and_mask(op(cols[name], ref), masks[name])
+        return lambda cols, masks: and_mask(op(cols[name], ref), masks[name])
 
 
 def _mk(kind: str, sym: str, op: Callable, orderable: bool = False):
@@ -246,9 +235,7 @@ class In(Condition):
         return lambda c: name in c and choice_key(c[name]) in keys
 
     def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
-        member = params[self.parent]._column_member(self.values)
-        name = self.parent
-        return lambda cols, masks: _and_mask(member(cols[name]), masks[name])
+        return member(params[self.parent], self.parent, self.values)
 
 
 @dataclass(frozen=True, init=False)
@@ -285,10 +272,7 @@ class _Conj(Condition):
         return {"type": self._kind, "conditions": [c.to_dict() for c in self.conditions]}
 
     def _check(self, params: Mapping[str, Param]) -> list[str]:
-        errs: list[str] = []
-        for c in self.conditions:
-            errs.extend(c._check(params))
-        return errs
+        return [e for c in self.conditions for e in c._check(params)]
 
     def _vkey(self) -> Any:
         return (self._kind, tuple(c._vkey() for c in self.conditions))
@@ -310,14 +294,7 @@ class And(_Conj):
         return lambda cfg: all(f(cfg) for f in fs)
 
     def _vcompile(self, params):
-        fs = [c._vcompile(params) for c in self.conditions]
-
-        def run(cols, masks):
-            out = fs[0](cols, masks)
-            for f in fs[1:]:
-                out = out & f(cols, masks)
-            return out
-        return run
+        return all_of([c._vcompile(params) for c in self.conditions])
 
 
 class Or(_Conj):
@@ -332,14 +309,7 @@ class Or(_Conj):
         return lambda cfg: any(f(cfg) for f in fs)
 
     def _vcompile(self, params):
-        fs = [c._vcompile(params) for c in self.conditions]
-
-        def run(cols, masks):
-            out = fs[0](cols, masks)
-            for f in fs[1:]:
-                out = out | f(cols, masks)
-            return out
-        return run
+        return any_of([c._vcompile(params) for c in self.conditions])
 
 
 CONDITION_TYPES: dict[str, type] = {

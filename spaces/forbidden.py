@@ -3,7 +3,7 @@
 :class:`ForbiddenPredicate`) and ``Forbidden.from_dict``.
 
 A clause only applies when every parameter it names is active. Depends only on
-:mod:`spaces.params` and :mod:`spaces.values`. Pure Python + numpy.
+:mod:`spaces.params`, :mod:`spaces.values` and :mod:`spaces.vector`. Pure Python + numpy.
 """
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
-
 from spaces.errors import SpaceError
 from spaces.params import Constant, Float, Int, Param
 from spaces.values import choice_key, py_value
+from spaces.vector import VectorFn, all_of, and_mask, member
 
 __all__ = ["Forbidden", "ForbiddenEquals", "ForbiddenIn", "ForbiddenAnd", "ForbiddenRelation",
            "ForbiddenPredicate", "RELATION_OPS"]
@@ -42,9 +41,9 @@ class Forbidden:
         return [f"forbidden '{self}': {n!r} is not a parameter of the space"
                 for n in self.names if n not in params]
 
-    def _vcompile(self, params: Mapping[str, Param]) -> Callable | None:
+    def _vcompile(self, params: Mapping[str, Param]) -> VectorFn | None:
         """``(columns, masks) -> bool array`` of the rows this clause forbids (see
-        :data:`spaces.conditions.VectorFn`), or None when it can only be checked row by row."""
+        :data:`spaces.vector.VectorFn`), or None when it can only be checked row by row."""
         return None
 
     def to_dict(self) -> dict:
@@ -84,17 +83,6 @@ def _check_values(fb: Forbidden, name: str, values: Iterable, params: Mapping[st
             for v in values if not p.contains(v)]
 
 
-def _vmember(p: Param, name: str, values: Iterable) -> Callable:
-    """Vector test ``active(name) and config[name] in values`` on drawn columns."""
-    member = p._column_member(values)
-
-    def run(cols, masks):
-        hit = member(cols[name])
-        mask = masks[name]
-        return hit if mask is None else hit & mask
-    return run
-
-
 @dataclass(frozen=True)
 class ForbiddenEquals(Forbidden):
     """Forbid ``config[name] == value``."""
@@ -116,7 +104,7 @@ class ForbiddenEquals(Forbidden):
         return _check_values(self, self.name, (self.value,), params)
 
     def _vcompile(self, params):
-        return _vmember(params[self.name], self.name, (self.value,))
+        return member(params[self.name], self.name, (self.value,))
 
     def __str__(self) -> str:
         return f"{self.name} == {self.value!r}"
@@ -147,7 +135,7 @@ class ForbiddenIn(Forbidden):
         return _check_values(self, self.name, self.values, params)
 
     def _vcompile(self, params):
-        return _vmember(params[self.name], self.name, self.values)
+        return member(params[self.name], self.name, self.values)
 
     def __str__(self) -> str:
         return f"{self.name} in {list(self.values)!r}"
@@ -183,22 +171,11 @@ class ForbiddenAnd(Forbidden):
         return all(c._match(config) for c in self.clauses)
 
     def _check(self, params):
-        errs: list[str] = []
-        for c in self.clauses:
-            errs.extend(c._check(params))
-        return errs
+        return [e for c in self.clauses for e in c._check(params)]
 
     def _vcompile(self, params):
         fs = [c._vcompile(params) for c in self.clauses]
-        if any(f is None for f in fs):
-            return None
-
-        def run(cols, masks):
-            out = fs[0](cols, masks)
-            for f in fs[1:]:
-                out = out & f(cols, masks)
-            return out
-        return run
+        return None if any(f is None for f in fs) else all_of(fs)
 
     def __str__(self) -> str:
         return " && ".join(f"({c})" for c in self.clauses)
@@ -241,13 +218,8 @@ class ForbiddenRelation(Forbidden):
             return None
         op, left, right = RELATION_OPS[self.op], self.left, self.right
 
-        def run(cols, masks):
-            out = op(cols[left], cols[right])
-            for m in (masks[left], masks[right]):
-                if m is not None:
-                    out &= m
-            return out
-        return run
+        return lambda cols, masks: and_mask(and_mask(op(cols[left], cols[right]), masks[left]),
+                                            masks[right])
 
     def __str__(self) -> str:
         return f"{self.left} {self.op} {self.right}"

@@ -6,7 +6,7 @@ Both draw every parameter in ``graph.names`` order from uniform numbers, keep th
 A batch draws one column per parameter, computes activity masks column by column, rejects
 forbidden rows on the columns (clauses over equality / membership; relations and predicates are
 checked on the surviving rows), and only then builds the configuration dicts.
-Imports only :mod:`spaces.graph`, :mod:`spaces.values` and :mod:`spaces.errors`.
+Imports only :mod:`spaces.graph`, :mod:`spaces.vector`, :mod:`spaces.values` and :mod:`spaces.errors`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from spaces.errors import SpaceError
 from spaces.graph import SpaceGraph
+from spaces.vector import all_of
 
 __all__ = ["MAX_TRIES", "sample_one", "sample_batch", "BatchSampler"]
 
@@ -91,7 +92,7 @@ class BatchSampler:
                 gid = group_of.get(key) if key is not None else None
                 if gid is None:
                     gid = len(self.groups)
-                    self.groups.append(_all_of([c._vcompile(params) for c in conds]))
+                    self.groups.append(all_of([c._vcompile(params) for c in conds]))
                     if key is not None:
                         group_of[key] = gid
             self.steps.append((name, p, gid, name in structural))
@@ -189,18 +190,6 @@ def _group_key(conds: list) -> Any:
         return key
     except TypeError:
         return None
-
-
-def _all_of(fs: list[Callable]) -> Callable:
-    if len(fs) == 1:
-        return fs[0]
-
-    def run(cols, masks):
-        out = fs[0](cols, masks)
-        for f in fs[1:]:
-            out = out & f(cols, masks)
-        return out
-    return run
 
 
 def sample_batch(graph: SpaceGraph, sampler: BatchSampler, rng: np.random.Generator,
