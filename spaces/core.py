@@ -18,15 +18,7 @@
 ``from spaces.core import SearchSpace`` and ``core.Categorical`` name the same objects as the
 modules above.
 
-Example::
-
-    space = SearchSpace(
-        [Categorical("opt", ("sgd", "adam")), Float("lr", 1e-5, 1e-1, log=True),
-         Ordinal("beta", (0.9, 0.99))],
-        conditions=[Equals("beta", "opt", "adam")],
-    )
-    cfg = space.sample(0)
-    space.validate(cfg)
+A worked example stands in :mod:`spaces.space`.
 """
 from __future__ import annotations
 

@@ -37,6 +37,10 @@ class Param:
     orderable: bool = False
     type_name: str = ""
 
+    def _check_meta(self) -> None:
+        if self.meta is not None and not isinstance(self.meta, dict):
+            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+
     @property
     def values(self) -> tuple:
         raise SpaceError(f"parameter {self.name!r} is continuous and has no finite value list")
@@ -122,12 +126,27 @@ class ChoiceParam(Param):
 
     _choices: tuple
 
-    def _init_choices(self, choices: tuple) -> None:
+    def _init_choices(self, field_name: str, domain: str) -> tuple:
+        """Check the name, store the checked values of ``field_name`` and their lookup tables,
+        and settle the default (the first value when None is not itself a value); ``domain``
+        names the values in the error about a default outside them. Returns the values."""
+        check_name(self.name)
+        choices = value_tuple(getattr(self, field_name), field_name, self.name)
+        object.__setattr__(self, field_name, choices)
+        object.__setattr__(self, "_choices", choices)
         object.__setattr__(self, "_lookup", {choice_key(v): i for i, v in enumerate(choices)})
         arr = np.empty(len(choices), dtype=object)
         for i, v in enumerate(choices):
             arr[i] = v
         object.__setattr__(self, "_obj", arr)
+        if self.default is None and not self.contains(None):
+            object.__setattr__(self, "default", choices[0])
+        elif not self.contains(self.default):
+            raise SpaceError(f"parameter {self.name!r}: default {self.default!r} is not {domain} "
+                             f"{choices!r}")
+        else:
+            object.__setattr__(self, "default", self.normalize(self.default))
+        return choices
 
     @property
     def values(self) -> tuple:
@@ -174,19 +193,7 @@ class Categorical(ChoiceParam):
     type_name = "categorical"
 
     def __post_init__(self) -> None:
-        check_name(self.name)
-        choices = value_tuple(self.choices, "choices", self.name)
-        object.__setattr__(self, "choices", choices)
-        object.__setattr__(self, "_choices", choices)
-        self._init_choices(choices)
-        if self.default is None and not self.contains(None):
-            object.__setattr__(self, "default", choices[0])
-        elif not self.contains(self.default):
-            raise SpaceError(
-                f"parameter {self.name!r}: default {self.default!r} is not one of the choices {choices!r}"
-            )
-        else:
-            object.__setattr__(self, "default", self.normalize(self.default))
+        choices = self._init_choices("choices", "one of the choices")
         if self.weights is not None:
             w = tuple(float(x) for x in self.weights)
             if len(w) != len(choices):
@@ -203,8 +210,7 @@ class Categorical(ChoiceParam):
             cum[-1] = 1.0
             object.__setattr__(self, "_cum", tuple(cum))
             object.__setattr__(self, "_cum_arr", np.asarray(cum))
-        if self.meta is not None and not isinstance(self.meta, dict):
-            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+        self._check_meta()
 
     def _draw(self, u: float) -> Any:
         if self.weights is None:
@@ -239,21 +245,8 @@ class Ordinal(ChoiceParam):
     orderable = True
 
     def __post_init__(self) -> None:
-        check_name(self.name)
-        seq = value_tuple(self.sequence, "sequence", self.name)
-        object.__setattr__(self, "sequence", seq)
-        object.__setattr__(self, "_choices", seq)
-        self._init_choices(seq)
-        if self.default is None and not self.contains(None):
-            object.__setattr__(self, "default", seq[0])
-        elif not self.contains(self.default):
-            raise SpaceError(
-                f"parameter {self.name!r}: default {self.default!r} is not in the sequence {seq!r}"
-            )
-        else:
-            object.__setattr__(self, "default", self.normalize(self.default))
-        if self.meta is not None and not isinstance(self.meta, dict):
-            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+        self._init_choices("sequence", "in the sequence")
+        self._check_meta()
 
     def _draw(self, u: float) -> Any:
         return self._choices[int(u * len(self._choices))]
@@ -323,8 +316,7 @@ class Int(Param):
             )
         else:
             object.__setattr__(self, "default", int(self.default))
-        if self.meta is not None and not isinstance(self.meta, dict):
-            raise SpaceError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+        self._check_meta()
         object.__setattr__(self, "_card", (self.high - self.low) // self.step + 1)
         if self.log:
             object.__setattr__(self, "_lo", math.log(self.low - 0.5 if self.low > 0.5 else self.low))
@@ -435,8 +427,7 @@ class Float(Param):
             )
         else:
             object.__setattr__(self, "default", self.normalize(self.default))
-        if self.meta is not None and not isinstance(self.meta, dict):
-            raise SpaceError(f"parameter {n!r}: meta must be a dict, got {self.meta!r}")
+        self._check_meta()
         if self.log:
             object.__setattr__(self, "_lo", math.log(self.low))
             object.__setattr__(self, "_hi", math.log(self.high))
@@ -517,8 +508,7 @@ class Constant(Param):
         except TypeError:
             raise SpaceError(f"parameter {self.name!r}: constant value {v!r} is not hashable") from None
         object.__setattr__(self, "value", v)
-        if self.meta is not None and not isinstance(self.meta, dict):
-            raise SpaceError(f"parameter {self.name!r}: meta must be a dict, got {self.meta!r}")
+        self._check_meta()
 
     @property
     def default(self) -> Any:  # type: ignore[override]

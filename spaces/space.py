@@ -194,13 +194,14 @@ class SearchSpace(SpaceGraph):
         return variation.crossover(self, a, b, rng)
 
     # ---- encoding ------------------------------------------------------------------------------
+    def _encoded(self) -> Iterator[tuple[str, Param]]:
+        """``(name, param)`` of every encoded parameter (all but constants), in order."""
+        return ((n, self.params[n]) for n in self.names if not isinstance(self.params[n], Constant))
+
     @property
     def encoding_names(self) -> list[str]:
         names: list[str] = []
-        for n in self.names:
-            p = self.params[n]
-            if isinstance(p, Constant):
-                continue
+        for n, p in self._encoded():
             if isinstance(p, Categorical):
                 names.extend(f"{n}={c}" for c in p.choices)
             else:
@@ -212,10 +213,7 @@ class SearchSpace(SpaceGraph):
         inactive parameters NaN (constants are omitted)."""
         c = self.canonical(config)
         out: list[float] = []
-        for n in self.names:
-            p = self.params[n]
-            if isinstance(p, Constant):
-                continue
+        for n, p in self._encoded():
             if isinstance(p, Categorical):
                 if n in c:
                     i = p.index(c[n])

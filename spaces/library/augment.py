@@ -19,7 +19,7 @@ which the trainer uses to build the policy.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from spaces.core import Categorical, Int, Ordinal, SearchSpace
 from spaces.library.registry import register_space
@@ -78,45 +78,38 @@ def _autoaugment(name: str, ops: Sequence[str], num_sub_policies: int,
     return SearchSpace(params, name=name)
 
 
-@register_space("randaugment", ops=DETECTION_OPS, kind="randaugment")
-def randaugment(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
-    """RandAugment (N ops at magnitude M): N in 1..max_num_ops, M in 1..max_magnitude."""
-    return _randaugment("randaugment", max_num_ops, max_magnitude)
+def _register_randaugment(name: str, ops: tuple[str, ...], doc: str) -> Callable[..., SearchSpace]:
+    def factory(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
+        return _randaugment(name, max_num_ops, max_magnitude)
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_space(name, ops=ops, kind="randaugment")(factory)
 
 
-@register_space("randaugment_detection", ops=DETECTION_OPS, kind="randaugment")
-def randaugment_detection(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
-    """RandAugment over the box-aware detection ops (:data:`DETECTION_OPS`)."""
-    return _randaugment("randaugment_detection", max_num_ops, max_magnitude)
+def _register_autoaugment(name: str, ops: tuple[str, ...], doc: str) -> Callable[..., SearchSpace]:
+    def factory(num_sub_policies: int = AA_SUB_POLICIES,
+                ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY) -> SearchSpace:
+        return _autoaugment(name, ops, num_sub_policies, ops_per_sub_policy)
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return register_space(name, ops=ops, kind="autoaugment")(factory)
 
 
-@register_space("randaugment_segmentation", ops=SEGMENTATION_OPS, kind="randaugment")
-def randaugment_segmentation(max_num_ops: int = 3, max_magnitude: int = 10) -> SearchSpace:
-    """RandAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`)."""
-    return _randaugment("randaugment_segmentation", max_num_ops, max_magnitude)
-
-
-@register_space("autoaugment", ops=DETECTION_OPS, kind="autoaugment")
-def autoaugment(
-    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
-) -> SearchSpace:
-    """AutoAugment policy: sub-policies x ops of (type, probability, magnitude)."""
-    return _autoaugment("autoaugment", DETECTION_OPS, num_sub_policies, ops_per_sub_policy)
-
-
-@register_space("autoaugmentation_detection", ops=DETECTION_OPS, kind="autoaugment")
-def autoaugmentation_detection(
-    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
-) -> SearchSpace:
-    """AutoAugment over the box-aware detection ops (:data:`DETECTION_OPS`)."""
-    return _autoaugment("autoaugmentation_detection", DETECTION_OPS, num_sub_policies,
-                        ops_per_sub_policy)
-
-
-@register_space("autoaugmentation_segmentation", ops=SEGMENTATION_OPS, kind="autoaugment")
-def autoaugmentation_segmentation(
-    num_sub_policies: int = AA_SUB_POLICIES, ops_per_sub_policy: int = AA_OPS_PER_SUB_POLICY
-) -> SearchSpace:
-    """AutoAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`)."""
-    return _autoaugment("autoaugmentation_segmentation", SEGMENTATION_OPS, num_sub_policies,
-                        ops_per_sub_policy)
+randaugment = _register_randaugment(
+    "randaugment", DETECTION_OPS,
+    "RandAugment (N ops at magnitude M): N in 1..max_num_ops, M in 1..max_magnitude.")
+randaugment_detection = _register_randaugment(
+    "randaugment_detection", DETECTION_OPS,
+    "RandAugment over the box-aware detection ops (:data:`DETECTION_OPS`).")
+randaugment_segmentation = _register_randaugment(
+    "randaugment_segmentation", SEGMENTATION_OPS,
+    "RandAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`).")
+autoaugment = _register_autoaugment(
+    "autoaugment", DETECTION_OPS,
+    "AutoAugment policy: sub-policies x ops of (type, probability, magnitude).")
+autoaugmentation_detection = _register_autoaugment(
+    "autoaugmentation_detection", DETECTION_OPS,
+    "AutoAugment over the box-aware detection ops (:data:`DETECTION_OPS`).")
+autoaugmentation_segmentation = _register_autoaugment(
+    "autoaugmentation_segmentation", SEGMENTATION_OPS,
+    "AutoAugment over the mask-aware segmentation ops (:data:`SEGMENTATION_OPS`).")
