@@ -36,8 +36,7 @@ from orchestrator.errors import SpecError
 
 from .oneshot_spec import SubnetSearchStage, SupernetStage, is_oneshot, validate_oneshot
 from .spec import Experiment
-from .validation import (check_type, key_error, read_yaml, require_mapping, spec_to_dict,
-                         type_name, unknown_key)
+from .validation import (check_keys, check_type, key_error, read_yaml, require_mapping, spec_to_dict)
 
 __all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
            "load_pipeline"]
@@ -163,13 +162,9 @@ class Pipeline:
                   validate: bool = True) -> "Pipeline":
         where = str(source) if source is not None else None
         require_mapping(d, where, "pipeline")
-        valid = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+        check_keys(d, cls, cls._TYPES, where=where)
         kwargs: dict[str, Any] = {}
         for key, value in d.items():
-            if key not in valid:
-                raise unknown_key(where, str(key), valid)
-            if not check_type(value, cls._TYPES[key]):
-                raise key_error(where, key, f"expected {type_name(cls._TYPES[key])}, got {value!r}")
             if key in _STAGE_SPECS:
                 value = _stage_from_dict(_STAGE_SPECS[key], value, key, where)
             elif key == "stages":
@@ -300,14 +295,10 @@ class Pipeline:
 
 
 def _stage_from_dict(cls, d: Mapping[str, Any], prefix: str, where: str | None):
-    valid = [f.name for f in dataclasses.fields(cls)]
+    check_keys(d, cls, cls._TYPES, f"{prefix}.", where)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
-        if key not in valid:
-            raise unknown_key(where, f"{prefix}.{key}", valid)
         tp = cls._TYPES[key]
-        if not check_type(value, tp):
-            raise key_error(where, f"{prefix}.{key}", f"expected {type_name(tp)}, got {value!r}")
         if tp is float or (key == "time_budget_s" and value is not None):
             value = float(value)
         elif key == "candidates":

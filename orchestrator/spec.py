@@ -46,9 +46,8 @@ from orchestrator.constraints import parse_constraint
 from orchestrator.errors import SpecError
 from orchestrator.mutations import pbt_mutations
 from orchestrator.registries import SCHEDULERS, SEARCHERS
-from orchestrator.validation import (Option, check_options, check_type, key_error, located,
-                                     read_yaml, require_mapping, spec_to_dict, type_name,
-                                     unknown_key)
+from orchestrator.validation import (Option, check_keys, check_options, key_error, located,
+                                     read_yaml, require_mapping, spec_to_dict, unknown_key)
 from spaces.errors import ArchtuneError
 
 __all__ = [
@@ -318,15 +317,8 @@ class Experiment:
         rejected, then the fields are checked; ``validate`` also runs :meth:`validate`."""
         where = str(source) if source is not None else None
         require_mapping(d, where, "experiment")
-        valid = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
         with located(where):
-            for key, value in d.items():
-                if key not in valid:
-                    raise unknown_key(None, str(key), valid)
-                tp = cls._OPTIONS[key].type
-                if not check_type(value, tp):
-                    raise key_error(None, key, f"expected {type_name(tp)}, got {value!r} "
-                                               f"({type(value).__name__})")
+            check_keys(d, cls, {k: o.type for k, o in cls._OPTIONS.items()})
             kwargs = dict(d)
             if "network" in kwargs:
                 kwargs.setdefault("trainer", "compose")

@@ -19,7 +19,7 @@ import yaml
 from orchestrator.errors import SpecError
 
 __all__ = ["Option", "type_name", "check_type", "key_error", "unknown_key", "located",
-           "check_options", "require_mapping", "read_yaml", "spec_to_dict"]
+           "check_options", "check_keys", "require_mapping", "read_yaml", "spec_to_dict"]
 
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "mapping",
                list: "list", tuple: "list", type(None): "null"}
@@ -119,6 +119,21 @@ def unknown_key(where: str | None, key: str, valid: list[str]) -> SpecError:
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return key_error(where, key, f"unknown key{hint} Valid keys: {', '.join(sorted(valid))}")
+
+
+def check_keys(d: Mapping[str, Any], cls: type, types: Mapping[str, Any], prefix: str = "",
+               where: str | None = None) -> None:
+    """Raise :func:`unknown_key` for a key of ``d`` that is no field of the dataclass ``cls``
+    (its ``source`` field excepted), and :func:`key_error` for a value whose type is not
+    ``types[key]`` (see :func:`check_type`); errors name ``prefix + key``."""
+    valid = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    for key, value in d.items():
+        if key not in valid:
+            raise unknown_key(where, f"{prefix}{key}", valid)
+        tp = types[key]
+        if not check_type(value, tp):
+            raise key_error(where, f"{prefix}{key}", f"expected {type_name(tp)}, got {value!r} "
+                                                     f"({type(value).__name__})")
 
 
 def require_mapping(d: Any, where: str | None, what: str) -> None:
