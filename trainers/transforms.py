@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainers.datasets.config import IMAGENET_MEAN, IMAGENET_STD
 from trainers.errors import TrainerError
 
 __all__ = [
@@ -48,8 +49,6 @@ __all__ = [
     "resolve_data_config",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TIMM_CROP_SCALE = 0.08  # timm's RandomResizedCrop lower scale bound
 
 
