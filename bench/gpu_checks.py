@@ -89,6 +89,13 @@ def latency_check() -> list[tuple]:
     return rows
 
 
+def _print_table(columns: list[str], rows) -> None:
+    """Print a Markdown table (each row a sequence of cells) after a blank line."""
+    print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(map(str, row)) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/gpu_checks")
@@ -102,24 +109,19 @@ def main() -> None:
     if "finetune" in args.only:
         t = time.time()
         res = finetune_check(out, epochs=1 if args.smoke else 4)
-        print("\n| epoch | train_loss | val_acc | train img/s |\n|---|---|---|---|")
-        for r in res:
-            print(f"| {r['epoch']} | {r['train_loss']:.3f} | {r['val_acc']:.3f} | "
-                  f"{r['train_images_per_s']:.0f} |")
+        _print_table(["epoch", "train_loss", "val_acc", "train img/s"],
+                     ([r["epoch"], f"{r['train_loss']:.3f}", f"{r['val_acc']:.3f}",
+                       f"{r['train_images_per_s']:.0f}"] for r in res))
         print(f"finetune check: {time.time() - t:.1f}s")
     if "detection" in args.only:
         t = time.time()
         res = detection_check(out, epochs=1 if args.smoke else 6, n_train=32 if args.smoke else 512)
-        print("\n| epoch | train_loss | mAP | mAP@50 |\n|---|---|---|---|")
-        for r in res:
-            print(f"| {r['epoch']} | {r['train_loss']:.3f} | {r.get('map', float('nan')):.3f} | "
-                  f"{r.get('map_50', float('nan')):.3f} |")
+        _print_table(["epoch", "train_loss", "mAP", "mAP@50"],
+                     ([r["epoch"], f"{r['train_loss']:.3f}", f"{r.get('map', float('nan')):.3f}",
+                       f"{r.get('map_50', float('nan')):.3f}"] for r in res))
         print(f"detection check: {time.time() - t:.1f}s")
     if "latency" in args.only:
-        print("\n| model | px | device | latency ms (median, batch 1) |\n|---|---|---|---|")
-        for row in latency_check():
-            print("| " + " | ".join(map(str, row)) + " |")
-
+        _print_table(["model", "px", "device", "latency ms (median, batch 1)"], latency_check())
 
 if __name__ == "__main__":
     main()
