@@ -107,8 +107,8 @@ class _ResumablePBT(ResumableScheduler):
         source = self._trial_state[trial_to_clone].last_checkpoint
         copied = _own_copy(trial, source) if source is not None else None
         if copied is None:
-            log.info("trial %s: the checkpoint of %s to clone is gone; exploit skipped",
-                     trial.trial_id, trial_to_clone.trial_id)
+            log.warning("trial %s: the checkpoint of %s to clone is gone; exploit skipped",
+                        trial.trial_id, trial_to_clone.trial_id)
             return  # the trial keeps its own state
         super()._exploit(tune_controller, trial, trial_to_clone)
         manager = trial.run_metadata.checkpoint_manager
@@ -148,9 +148,11 @@ def _own_copy(trial: Any, checkpoint: Any) -> Any:
     try:
         if checkpoint.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.NotFound:
             return None
+        fs.create_dir(dest, recursive=True)
         pafs.copy_files(checkpoint.path, dest, source_filesystem=checkpoint.filesystem,
                         destination_filesystem=fs)
-    except OSError:
+    except OSError as e:
+        log.warning("exploit copy %s -> %s failed: %s", checkpoint.path, dest, e)
         try:
             fs.delete_dir(dest)
         except OSError:

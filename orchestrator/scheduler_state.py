@@ -156,7 +156,10 @@ class SchedulerState(Callback):
     def get_state(self) -> dict | None:
         if not isinstance(self.scheduler, ResumableScheduler):
             return None
-        return {"scheduler": dump_scheduler(self.scheduler)}
+        pending = getattr(self.scheduler, "_archtune_saved", None)
+        # a snapshot taken after a resume but before the scheduler's first call keeps the
+        # restored state, not the fresh one it has not replaced yet
+        return {"scheduler": pending if pending is not None else dump_scheduler(self.scheduler)}
 
     def set_state(self, state: dict) -> None:
         if isinstance(self.scheduler, ResumableScheduler) and state.get("scheduler"):

@@ -138,3 +138,20 @@ def test_pbt_perturbation_clock_survives_a_resume():
     after._archtune_restore(tc)
     st = after._trial_state[restored]
     assert (st.last_perturbation_time, st.last_train_time, st.last_checkpoint) == (4, 6, None)
+
+
+def test_a_snapshot_before_the_first_scheduler_call_keeps_the_restored_state():
+    tc, before = _Controller(), _asha()
+    a = _trial("a")
+    before.on_trial_add(tc, a)
+    before.on_trial_result(tc, a, _result(1, 0.9))
+    after = _asha()
+    SchedulerState(after).set_state(SchedulerState(before).get_state())
+    after.on_trial_add(tc, _trial("a"))
+    # Tune snapshots again before the scheduler is called: the saved rungs go on
+    again = _asha()
+    SchedulerState(again).set_state(SchedulerState(after).get_state())
+    restored = _trial("a")
+    again.on_trial_add(tc, restored)
+    again._archtune_restore(tc)
+    assert {t: v for _, rec in again._brackets[0]._rungs for t, v in rec.items()} == {"a": 0.9}
