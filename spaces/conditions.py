@@ -240,6 +240,9 @@ class In(Condition):
 
 @dataclass(frozen=True, init=False)
 class _Conj(Condition):
+    """Shared by And and Or: ``_reduce`` (all / any) folds the parts' truth values,
+    ``_vreduce`` (:func:`~spaces.vector.all_of` / ``any_of``) their vector predicates."""
+
     conditions: tuple
 
     def __init__(self, *conditions: Condition):
@@ -281,35 +284,30 @@ class _Conj(Condition):
         sep = " && " if self._kind == "and" else " || "
         return "(" + sep.join(str(c) for c in self.conditions) + ")"
 
+    def evaluate(self, config: Mapping[str, Any]) -> bool:
+        return self._reduce(c.evaluate(config) for c in self.conditions)
+
+    def _compile(self, params: Mapping[str, Param]) -> Callable[[Mapping], bool]:
+        fs = [c._compile(params) for c in self.conditions]
+        reduce = self._reduce
+        return lambda cfg: reduce(f(cfg) for f in fs)
+
+    def _vcompile(self, params: Mapping[str, Param]) -> VectorFn:
+        return self._vreduce([c._vcompile(params) for c in self.conditions])
+
 
 class And(_Conj):
     """All sub-conditions hold."""
     _kind = "and"
-
-    def evaluate(self, config: Mapping[str, Any]) -> bool:
-        return all(c.evaluate(config) for c in self.conditions)
-
-    def _compile(self, params):
-        fs = [c._compile(params) for c in self.conditions]
-        return lambda cfg: all(f(cfg) for f in fs)
-
-    def _vcompile(self, params):
-        return all_of([c._vcompile(params) for c in self.conditions])
+    _reduce = staticmethod(all)
+    _vreduce = staticmethod(all_of)
 
 
 class Or(_Conj):
     """At least one sub-condition holds."""
     _kind = "or"
-
-    def evaluate(self, config: Mapping[str, Any]) -> bool:
-        return any(c.evaluate(config) for c in self.conditions)
-
-    def _compile(self, params):
-        fs = [c._compile(params) for c in self.conditions]
-        return lambda cfg: any(f(cfg) for f in fs)
-
-    def _vcompile(self, params):
-        return any_of([c._vcompile(params) for c in self.conditions])
+    _reduce = staticmethod(any)
+    _vreduce = staticmethod(any_of)
 
 
 CONDITION_TYPES: dict[str, type] = {
