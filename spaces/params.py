@@ -262,6 +262,17 @@ class Ordinal(ChoiceParam):
         return hash(("ordinal", self.name, self.sequence))
 
 
+def _range_dict(p: Any, kind: str, plain_step: Any) -> dict:
+    """``to_dict`` of an Int or Float ``p``: ``log`` only when set, ``step`` only when it is not
+    ``plain_step`` (the step of a plain range)."""
+    d = {"type": kind, "name": p.name, "low": p.low, "high": p.high, "default": p.default}
+    if p.log:
+        d["log"] = True
+    if p.step != plain_step:
+        d["step"] = p.step
+    return p._meta_dict(d)
+
+
 @dataclass(frozen=True)
 class Int(Param):
     """Integer in ``[low, high]`` (both inclusive), optionally log-uniform or on a ``step`` grid.
@@ -353,13 +364,7 @@ class Int(Param):
         return self.low + self.step * (u * self._card).astype(np.int64)
 
     def to_dict(self) -> dict:
-        d = {"type": "int", "name": self.name, "low": self.low, "high": self.high,
-             "default": self.default}
-        if self.log:
-            d["log"] = True
-        if self.step != 1:
-            d["step"] = self.step
-        return self._meta_dict(d)
+        return _range_dict(self, "int", plain_step=1)
 
     def __hash__(self) -> int:
         return hash(("int", self.name, self.low, self.high, self.log, self.step))
@@ -479,13 +484,7 @@ class Float(Param):
         return self.low + u * (self.high - self.low)
 
     def to_dict(self) -> dict:
-        d = {"type": "float", "name": self.name, "low": self.low, "high": self.high,
-             "default": self.default}
-        if self.log:
-            d["log"] = True
-        if self.step is not None:
-            d["step"] = self.step
-        return self._meta_dict(d)
+        return _range_dict(self, "float", plain_step=None)
 
     def __hash__(self) -> int:
         return hash(("float", self.name, self.low, self.high, self.log, self.step))
