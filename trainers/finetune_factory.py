@@ -13,13 +13,11 @@ the config and what it needs, and returns the built object; none reads the train
 from __future__ import annotations
 
 import os
-import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -28,6 +26,7 @@ from trainers.errors import TrainerError
 
 from .config import TrainerConfig
 from .model_fit import ModelFit
+from .runtime import resolve_device, seed_everything
 
 __all__ = [
     "DataBundle",
@@ -42,25 +41,6 @@ __all__ = [
     "resolve_device",
     "seed_everything",
 ]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; otherwise ``torch.device(name)`` (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TrainerError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainerError("device: 'cuda' requested but CUDA is not available")
-    return device
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> bool:
@@ -170,8 +150,9 @@ class DataBundle:
 
 def create_data(cfg: TrainerConfig, model: nn.Module, fit: ModelFit, device: torch.device,
                 seed: int) -> DataBundle:
-    """Datasets and loaders: timm's training pipeline (with the configuration's augmentation op
-    and ``train_crop_scale``) and the model's evaluation pipeline, both at ``fit.input_size``.
+    """Datasets and loaders: timm's training pipeline (with the configuration's augmentation op,
+    ``train_crop_scale`` and ``train_hflip``) and the model's evaluation pipeline, both at
+    ``fit.input_size``.
 
     Raises:
         TrainerError: unknown dataset, missing files, or ``num_classes`` disagreeing with the data.
@@ -181,7 +162,8 @@ def create_data(cfg: TrainerConfig, model: nn.Module, fit: ModelFit, device: tor
 
     dc = resolve_data_config(model)
     side = fit.input_size
-    train_tf = create_train_transform(side, dc, cfg.to_dict(), crop_scale=cfg.train_crop_scale)
+    train_tf = create_train_transform(side, dc, cfg.to_dict(), crop_scale=cfg.train_crop_scale,
+                                      hflip=cfg.train_hflip)
     eval_tf = create_eval_transform(side, dc)
     data_cfg = data.DataConfig(
         dataset=cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,

@@ -81,9 +81,9 @@ class _SourceTrainer(NasTrainer):
         self.raw_config = {k: v for k, v in config.items() if k in NasTrainConfig.field_names()}
         self.builder_cfg = TrackedConfig({**arch, SOURCE_KEY: source})
         self.max_epochs = int(ctx.max_epochs)
-        from trainers.nas.train import _resolve_device
+        from trainers.runtime import resolve_device
 
-        self.device = _resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device)
         self.epoch = 0
         self.objectives: dict[str, float] = {}
         self.arch_id = ""

@@ -33,20 +33,18 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from trainers.errors import TrainerError
 from trainers.api import TrialContext
+from trainers.runtime import resolve_device, seed_everything
 from trainers.nas.settings import (  # noqa: F401 - settings names stay importable from here
     DETECTION_DATASETS,
     OPTIMIZERS,
@@ -123,21 +121,6 @@ def _detection_loaders(cfg: NasTrainConfig, policy, seed: int):
 # helpers
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainerError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def is_out_of_memory(err: BaseException) -> bool:
     """True for CUDA/CPU out-of-memory errors (``torch.OutOfMemoryError`` or the message)."""
     oom_type = getattr(torch, "OutOfMemoryError", None)
@@ -182,7 +165,7 @@ class NasTrainer:
         self.cfg, self.space, self.builder_cfg = split_config(config)
         self.raw_config = dict(config)
         self.max_epochs = int(ctx.max_epochs)
-        self.device = _resolve_device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device)
         self.epoch = 0
         self.objectives: dict[str, float] = {}
         self.arch_id = ""
@@ -195,7 +178,7 @@ class NasTrainer:
 
         cfg, ctx = self.cfg, self.ctx
         Path(ctx.trial_dir).mkdir(parents=True, exist_ok=True)
-        _seed_everything(ctx.seed)
+        seed_everything(ctx.seed)
         torch.set_num_threads(max(1, int(getattr(ctx, "num_cpus", 1) or 1)))
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)

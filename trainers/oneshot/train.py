@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 import shutil
 import tempfile
 import time
@@ -42,6 +41,7 @@ from trainers.oneshot.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
 from trainers.oneshot.export import build_subnet
 from trainers.oneshot.mutators import DartsMutator, FairMutator, RandomMutator, SandwichMutator
 from trainers.oneshot.settings import OneShotConfig
+from trainers.runtime import resolve_device, seed_everything
 from trainers.oneshot.space import search_space
 
 __all__ = ["build_supernet", "data_loaders", "load_supernet", "train_subnet", "train_supernet"]
@@ -82,21 +82,6 @@ def data_loaders(cfg: OneShotConfig, seed: int):
     return build_loaders(train_ds, val_ds, dc, seed=seed)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainerError(f"device {name!r} requested but CUDA is not available")
-    return dev
-
-
-def _seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 class _Loop:
     """State shared by both trainers: data, model, SGD + cosine schedule, checkpoints."""
 
@@ -104,7 +89,7 @@ class _Loop:
         self.cfg, self.ctx = cfg, ctx
         Path(ctx.trial_dir).mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(max(1, int(getattr(ctx, "num_cpus", 1) or 1)))
-        self.device = _device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.train_loader, self.val_loader = data_loaders(cfg, ctx.seed)
         self.model = model.to(self.device)
         decay = [p for p in model.parameters() if p.ndim > 1]
@@ -231,7 +216,7 @@ def train_supernet(config: dict, ctx: TrialContext) -> None:
         TrainerError: unknown or invalid settings, before anything is trained.
     """
     cfg = OneShotConfig.from_dict(config)
-    _seed(ctx.seed)
+    seed_everything(ctx.seed)
     net = build_supernet(cfg.supernet, cfg.supernet_args)
     loop = _Loop(cfg, ctx, net)
     darts = cfg.strategy == "darts"
@@ -284,7 +269,7 @@ def train_subnet(config: dict, ctx: TrialContext) -> None:
     """
     from trainers.nas.objectives import count_flops, count_params
 
-    _seed(ctx.seed)
+    seed_everything(ctx.seed)
     cfg, supernet, arch = _split_subnet_config(config)
     if cfg.init == "inherit":
         supernet = load_supernet(cfg.supernet_checkpoint)
