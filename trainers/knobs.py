@@ -544,6 +544,8 @@ IMAGE_SIZE = _i("image_size", None, "input side in pixels (null: the model's def
 TRAIN_CROP_SCALE = _f("train_crop_scale", 0.08, "lower bound of the training RandomResizedCrop "
                       "scale (timm's 0.08); raise it for tiny inputs such as upscaled 8x8 digits",
                       high=1.0, low_open=True)
+TRAIN_HFLIP = _f("train_hflip", 0.5, "probability of a horizontal flip in training (timm's 0.5); "
+                 "0 for data whose classes flipping changes, such as digits", high=1.0)
 VAL_FRACTION = _f("val_fraction", 0.2, "fraction held out for validation when the dataset has "
                   "no validation split", high=1.0, low_open=True, high_open=True)
 NUM_WORKERS = _i("num_workers", 0, "DataLoader worker processes")
@@ -586,8 +588,8 @@ FINETUNE_KNOBS = KnobTable("finetune trainer", [
     CLIP_GRAD, AMP, OPT, OPT_BETAS, LR, MOMENTUM, WEIGHT_DECAY, BATCH_SIZE, SCHED, WARMUP_EPOCHS,
     WARMUP_LR, PATIENCE_EPOCHS, DECAY_RATE, DECAY_EPOCHS,
     DATA_AUGMENTATION, AUTO_AUGMENT, RA_NUM_OPS, RA_MAGNITUDE,
-    DATASET, DATA_DIR, DOWNLOAD, DATA_FRACTION, IMAGE_SIZE, TRAIN_CROP_SCALE, VAL_FRACTION,
-    NUM_WORKERS, NUM_CLASSES,
+    DATASET, DATA_DIR, DOWNLOAD, DATA_FRACTION, IMAGE_SIZE, TRAIN_CROP_SCALE, TRAIN_HFLIP,
+    VAL_FRACTION, NUM_WORKERS, NUM_CLASSES,
     DEVICE, DETERMINISTIC, CHECKPOINT_EVERY, EVAL_BATCH_SIZE,
 ])
 """The ``finetune`` trainer (:class:`trainers.config.TrainerConfig`)."""

@@ -182,10 +182,12 @@ def augmentation_op(config: Mapping[str, Any], input_size: int, mean: Sequence[f
 
 def create_train_transform(input_size: int, data_config: Mapping[str, Any],
                            config: Mapping[str, Any] | None = None,
-                           crop_scale: float = TIMM_CROP_SCALE) -> Callable[[Any], torch.Tensor]:
+                           crop_scale: float = TIMM_CROP_SCALE,
+                           hflip: float = 0.5) -> Callable[[Any], torch.Tensor]:
     """timm's training pipeline at ``input_size`` with the configuration's augmentation op in
     the secondary stage (see the module docstring). ``data_config`` is
-    :func:`resolve_data_config`'s dict; ``crop_scale`` is RandomResizedCrop's lower scale bound.
+    :func:`resolve_data_config`'s dict; ``crop_scale`` is RandomResizedCrop's lower scale bound,
+    ``hflip`` the horizontal-flip probability.
     """
     from timm.data import create_transform
 
@@ -194,7 +196,7 @@ def create_train_transform(input_size: int, data_config: Mapping[str, Any],
     interpolation = data_config.get("interpolation", "bilinear")
     mean, std = tuple(data_config.get("mean", IMAGENET_MEAN)), tuple(data_config.get("std", IMAGENET_STD))
     primary, secondary, final = create_transform(
-        int(input_size), is_training=True, scale=(float(crop_scale), 1.0),
+        int(input_size), is_training=True, scale=(float(crop_scale), 1.0), hflip=float(hflip),
         interpolation=interpolation, mean=mean, std=std, separate=True)
     op = augmentation_op(config or {}, int(input_size), mean, interpolation)
     middle = list(secondary.transforms) if op is None else [op]
