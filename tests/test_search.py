@@ -222,18 +222,25 @@ def test_pb2_scheduler_bounds_and_snapped_proposals():
     exp.validate()
     pb2 = make_scheduler(exp, space)
     assert isinstance(pb2, PB2)
-    assert pb2._hyperparam_bounds == {"lr": [1e-4, 1e-1], "batch": [8, 64], "wd": [0.0, 1e-2],
-                                      "mix": [0.0, 2.0]}  # not opt / amp: non-numeric
-    # a raw PB2 proposal is snapped onto the space before it becomes a trial's config
+    import math
+
     import numpy as np
 
+    from orchestrator.pbt import into_space
+
+    # lr is log-scale: PB2 models it as ln(lr) on [ln(low), ln(high)]
+    assert pb2._hyperparam_bounds == {"lr": [math.log(1e-4), math.log(1e-1)], "batch": [8, 64],
+                                      "wd": [0.0, 1e-2], "mix": [0.0, 2.0]}  # not opt / amp
+    assert pb2.from_search(pb2.to_search({"lr": 1e-3}))["lr"] == pytest.approx(1e-3)
+    # a raw PB2 proposal is snapped onto the space before it becomes a trial's config
     proposal = {"lr": np.float64(0.7), "batch": 29.6, "wd": 0.004, "mix": 1.4, "opt": "adam",
                 "amp": True}
-    snapped = pb2._custom_explore_fn(dict(proposal))
+    snapped = into_space(space, dict(proposal), np.random.default_rng(0))
     assert snapped == {"lr": 0.1, "batch": 32, "wd": 1e-4, "mix": 2.0, "opt": "adam", "amp": True}
     assert type(snapped["lr"]) is float and type(snapped["batch"]) is int
     space.validate(snapped)
-    assert pb2._custom_explore_fn({"batch": 200.0, "lr": 1e-3})["batch"] == 64
+    assert into_space(space, {**snapped, "batch": 200.0, "lr": 1e-3},
+                      np.random.default_rng(0))["batch"] == 64
 
 
 def test_pb2_spec_checks():
