@@ -159,8 +159,8 @@ def main(argv=None) -> None:
     data = "synthetic on GPU" if args.gpu else f"digits loader ({len(ft.train_ds)} imgs/epoch)"
     print(f"device: {name} | model {args.model} | {args.image_size} px | batch {args.batch_size} | "
           f"AMP {amp} | channels_last {ft.channels_last} | data: {data}")
-    print(f"| loop | train images/s |")
-    print(f"|---|---|")
+    print("| loop | train images/s |")
+    print("|---|---|")
     print(f"| archtune trainer | {trainer_best:.1f} |")
     print(f"| hand-written PyTorch | {hand_best:.1f} |")
     print(f"| ratio trainer/hand | {trainer_best / hand_best:.3f}x |")

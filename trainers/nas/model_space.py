@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from spaces.core import SearchSpace
-from spaces.tree import ArchConfig, ArchTree
+from spaces.tree import ArchTree
 from trainers.api import TrialContext
 from trainers.errors import TrainerError
 
