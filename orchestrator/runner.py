@@ -198,6 +198,24 @@ def _shutdown_ray() -> None:
         local_ray.forget(_LOCAL_RAY_RECORDS.pop())
 
 
+def _max_concurrent(exp: Experiment) -> int:
+    """``max_concurrent``, else the trials the cluster's resources hold now, plus one.
+
+    Tune runs one trial at a time under a custom searcher when no limit is given, so a limit is
+    always set. The extra one keeps a trial waiting when another ends, so a (reused) actor
+    starts it at once; resources still cap the trials that actually run.
+    """
+    if exp.max_concurrent:
+        return exp.max_concurrent
+    import ray
+
+    res = ray.cluster_resources()
+    n = int(res.get("CPU", 1) // exp.resources.cpu)
+    if exp.resources.gpu > 0:
+        n = min(n, int(res.get("GPU", 0) // exp.resources.gpu))
+    return max(1, n) + 1
+
+
 def _trainable(exp: Experiment, space: Any):
     from ray import tune
 
@@ -265,11 +283,8 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     _quiet_ray_logs(verbose)
     space = exp.load_space()
     pbt = exp.scheduler.type in ("pbt", "pb2")
-    # without max_concurrent, Ray's resources (and its autoscaler) decide how many trials run:
-    # Tune keeps one trial pending beyond the running ones, whose resource demand is what
-    # makes the autoscaler add nodes; a limit frozen at start would never grow with them
-    limit = exp.max_concurrent or None
-    searcher = make_searcher(exp, space, max_concurrent=(limit or 0) if pbt else 0)
+    limit = _max_concurrent(exp)
+    searcher = make_searcher(exp, space, max_concurrent=limit if pbt else 0)
     scheduler = make_scheduler(exp, space)
     num_samples = exp.num_samples
     if exp.searcher.type == "grid" and not pbt:
