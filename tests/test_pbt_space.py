@@ -80,10 +80,14 @@ def test_1000_pb2_proposals_are_moved_into_the_space():
     space = load_space(SPACE)
     bounds = pbt_mutations(space, pb2=True)
     rng = np.random.default_rng(3)
+    checked = 0
     for _ in range(1000):
         base = _tune_form(space, space.sample(rng))
         proposal = {**base, **{n: float(rng.uniform(lo, hi)) for n, (lo, hi) in bounds.items()}}
-        space.validate(strip_inactive(into_space(space, proposal, rng)))
+        config = strip_inactive(into_space(space, proposal, rng))
+        space.validate(config)  # raises SpaceError for a configuration outside the space
+        checked += 1
+    assert checked == 1000
 
 
 def test_pb2_explores_log_scale_parameters_in_log_space():

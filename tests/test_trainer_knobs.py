@@ -180,12 +180,13 @@ def test_every_declared_choice_builds():
 
 # -- validate_data ---------------------------------------------------------------------------
 def test_validate_data_accepts_a_good_mapping(tmp_path):
+    """Each call raises TrainerError on a problem; a good mapping returns None."""
     validate_data({"dataset": "Digits", "image_size": 32, "batch-size": 16})
     validate_data({"dataset": "imagefolder", "data_dir": str(tmp_path)})
     validate_data({"dataset": "cifar10", "data_dir": str(tmp_path / "new"), "download": True})
     validate_data({"opt": "adamw", "blocks.0.kernel": 5}, trainer="nas")
     validate_data({"task": "detection", "dataset": "synthetic-shapes"}, trainer="nas")
-    validate_data({"dataset": "my-own", "anything": 1}, trainer="mypkg.mod:train")
+    assert validate_data({"dataset": "my-own", "anything": 1}, trainer="mypkg.mod:train") is None
 
 
 @pytest.mark.parametrize("data, trainer, match", [

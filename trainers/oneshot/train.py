@@ -41,8 +41,8 @@ from trainers.oneshot.evaluate import SubnetEvaluator, accuracy, recalibrate_bn
 from trainers.oneshot.export import build_subnet
 from trainers.oneshot.mutators import DartsMutator, FairMutator, RandomMutator, SandwichMutator
 from trainers.oneshot.settings import OneShotConfig
-from trainers.runtime import resolve_device, seed_everything
 from trainers.oneshot.space import search_space
+from trainers.runtime import resolve_device, seed_everything
 
 __all__ = ["build_supernet", "data_loaders", "load_supernet", "train_subnet", "train_supernet"]
 
