@@ -107,19 +107,7 @@ def test_sigkilled_driver_resumes(ray_session, tmp_path):
             pytest.fail("experiment did not progress in time")
         time.sleep(2.5)  # let the driver snapshot its experiment state (period 1 s)
     finally:
-        # SIGKILL the driver and its whole process group (its local Ray), nothing else
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-        time.sleep(1)
-        for pid in _ray_pids(ray_tmp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        _kill_run(proc, ray_tmp)
     assert not (exp_dir / "results.csv").exists()  # it really was interrupted
     before = _trial_states(exp_dir)
     done_before = {t: v for t, (s, v, _) in before.items() if s == "TERMINATED"}
@@ -151,6 +139,18 @@ def _launch(tmp_path: Path, spec: dict, *, extra_env: dict | None = None):
                             cwd=str(tmp_path), env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return proc, ray_tmp
+
+
+def _kill_run(proc, ray_tmp: str) -> None:
+    """SIGKILL the driver and its whole process group (its local Ray), then what is left of
+    that Ray (by its temp dir); nothing else."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    time.sleep(1)
+    _cleanup_ray(ray_tmp)
 
 
 def _cleanup_ray(ray_tmp: str) -> None:
@@ -245,13 +245,7 @@ def test_sigkill_after_the_snapshots_checkpoint_was_replaced(ray_session, tmp_pa
         _wait_for(proc, lambda: _experiment_state_mtime(exp_dir) > first + 1)
         _wait_for(proc, replaced)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
-        time.sleep(1)
-        _cleanup_ray(ray_tmp)
+        _kill_run(proc, ray_tmp)
     from ray.tune import ExperimentAnalysis
 
     ea = ExperimentAnalysis(str(exp_dir))

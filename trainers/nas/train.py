@@ -373,7 +373,7 @@ class NasTrainer:
                     break
         except _Diverged as e:
             self._failure(f"diverged: {e}", diverged=True)
-        except Exception as e:  # noqa: BLE001 - only out-of-memory is turned into a report
+        except Exception as e:  # only out-of-memory is turned into a report
             if not is_out_of_memory(e):
                 raise
             self.model = None
