@@ -125,9 +125,23 @@ def stop_leftovers(grace_s: float = 5.0) -> int:
             log.warning("stopping a Ray left behind by a killed archtune driver (session %s, "
                         "%d processes)", rec["session_dir"], len(pids))
         stopped += _terminate(pids, grace_s)
-        if not session_pids(rec["session_dir"]):
+        if _settle(rec["session_dir"], grace_s):
             f.unlink(missing_ok=True)
     return stopped
+
+
+def _settle(session_dir: str, grace_s: float) -> bool:
+    """Wait until no process of ``session_dir`` is left, killing any that appear meanwhile (a
+    raylet may have been forking a worker as it was stopped). True when none is left."""
+    deadline = time.time() + grace_s
+    while True:
+        late = session_pids(session_dir)
+        if not late:
+            return True
+        if time.time() >= deadline:
+            return False
+        _terminate(late, 0.5)
+        time.sleep(0.1)
 
 
 def _terminate(pids: list[int], grace_s: float) -> int:
