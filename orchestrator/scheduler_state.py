@@ -18,6 +18,7 @@ from ray import cloudpickle
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.schedulers.hyperband import _Bracket
 
 __all__ = ["ResumableASHA", "ResumableHyperBand", "ResumableMedian", "ResumableScheduler",
            "SchedulerState", "dump_scheduler", "load_scheduler"]
@@ -124,9 +125,26 @@ class ResumableASHA(ResumableScheduler, AsyncHyperBandScheduler):
         return trial.trial_id in self._trial_info
 
 
+class _FillOnceBracket(_Bracket):
+    """A HyperBand bracket that is filled once it has taken its ``n0`` trials. Ray's bracket
+    counts its *live* trials, so when trials are proposed one at a time (any concurrency
+    limit) the first, full-budget bracket takes a new trial each time one of its own finishes
+    and the brackets that stop trials early are never opened."""
+
+    def filled(self) -> bool:
+        return len(self._all_trials) >= self._n0
+
+
 class ResumableHyperBand(ResumableScheduler, HyperBandScheduler):
     """HyperBand whose brackets survive a resume; trials that were waiting in a bracket when
-    the snapshot was taken (Tune re-queues them as PENDING) wait again, PAUSED."""
+    the snapshot was taken (Tune re-queues them as PENDING) wait again, PAUSED. Brackets fill
+    by the number of trials they took (:class:`_FillOnceBracket`), so HyperBand's
+    early-stopping brackets open under a concurrency limit too."""
+
+    def _create_bracket(self, s: int) -> _Bracket:
+        return _FillOnceBracket(time_attr=self._time_attr, max_trials=self._get_n0(s),
+                                init_t_attr=self._get_r0(s), max_t_attr=self._max_t_attr,
+                                eta=self._eta, s=s, stop_last_trials=self._stop_last_trials)
 
     def _archtune_knows(self, trial: Any) -> bool:
         return trial in self._trial_info

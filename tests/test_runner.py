@@ -87,11 +87,21 @@ def test_pbt_exploits_another_trials_checkpoint(ray_session, tmp_path):
 
 
 def test_hyperband_pauses_and_resumes_from_checkpoints(ray_session, tmp_path):
-    res = run(_exp(tmp_path, name="hb", num_samples=4, max_epochs=4,
+    """max_t=4, eta=2: brackets of 3 (r0=4), 3 (r0=2) and 4 (r0=1) trials. Under a concurrency
+    limit trials are proposed one at a time; the early-stopping brackets still open, a trial
+    that reached its rung before its bracket is paused and later resumes from its own
+    checkpoint, and the losers of a rung stop early."""
+    res = run(_exp(tmp_path, name="hb", num_samples=10, max_epochs=4, data={"sleep": 0.02},
                    scheduler={"type": "hyperband", "options": {"reduction_factor": 2}}))
     df = res.dataframe
-    assert len(df) == 4 and set(df["status"]) <= {"completed", "pruned"}
-    assert "completed" in set(df["status"])
+    assert len(df) == 10 and set(df["status"]) <= {"completed", "pruned"}
+    assert (df.loc[df["status"] == "completed", "epochs"] == 4).all()
+    assert (df.loc[df["status"] == "pruned", "epochs"] < 4).sum() >= 1, df[["status", "epochs"]]
+    restores = [json.loads(line) for f in Path(res.path).glob("trial_*/restores.jsonl")
+                for line in f.read_text().splitlines()]
+    assert restores and all(r["from"] == r["me"] for r in restores), restores
+    epochs = dict(zip(df["trial_id"], df["epochs"]))
+    assert all(r["epoch"] < epochs[r["me"]] for r in restores)  # went on after the pause
 
 
 def test_diverged_trials_are_marked_and_never_best(ray_session, tmp_path):
