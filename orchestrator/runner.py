@@ -199,21 +199,13 @@ def _shutdown_ray() -> None:
 
 
 def _max_concurrent(exp: Experiment) -> int:
-    """``max_concurrent``, else the trials the cluster's resources hold now, plus one.
-
-    Tune runs one trial at a time under a custom searcher when no limit is given, so a limit is
-    always set. The extra one keeps a trial waiting when another ends, so a (reused) actor
-    starts it at once; resources still cap the trials that actually run.
-    """
+    """``max_concurrent``, else the trials the cluster's resources hold now, plus one (the
+    starting value of :class:`~orchestrator.concurrency.GrowingLimiter`)."""
     if exp.max_concurrent:
         return exp.max_concurrent
-    import ray
+    from .concurrency import capacity
 
-    res = ray.cluster_resources()
-    n = int(res.get("CPU", 1) // exp.resources.cpu)
-    if exp.resources.gpu > 0:
-        n = min(n, int(res.get("GPU", 0) // exp.resources.gpu))
-    return max(1, n) + 1
+    return capacity(exp.resources.cpu, exp.resources.gpu) + 1
 
 
 def _trainable(exp: Experiment, space: Any):
@@ -231,7 +223,7 @@ def _trainable(exp: Experiment, space: Any):
     return tune.with_resources(fn, resources)
 
 
-def _callbacks(exp: Experiment, space: Any, exp_dir: str, verbose: bool, total: int | None,
+def _callbacks(exp: Experiment, space: Any, exp_dir: str, total: int | None,
                filesystem: Any = None, scheduler: Any = None):
     from .checkpoints import CheckpointFallback
     from .progress import ProgressCallback
@@ -285,6 +277,12 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     pbt = exp.scheduler.type in ("pbt", "pb2")
     limit = _max_concurrent(exp)
     searcher = make_searcher(exp, space, max_concurrent=limit if pbt else 0)
+    if not pbt and not exp.max_concurrent:
+        # Tune runs one trial at a time under a custom searcher that has no limit; this one
+        # grows with the cluster (the autoscaler adds nodes for the trial kept waiting)
+        from .concurrency import growing_limiter
+
+        searcher = growing_limiter(searcher, exp.resources.cpu, exp.resources.gpu)
     scheduler = make_scheduler(exp, space)
     num_samples = exp.num_samples
     if exp.searcher.type == "grid" and not pbt:
@@ -307,14 +305,15 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
         storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=exp.max_failures),
         checkpoint_config=checkpoint_config,
-        callbacks=_callbacks(exp, space, exp_dir, verbose, num_samples, storage_filesystem,
+        callbacks=_callbacks(exp, space, exp_dir, num_samples, storage_filesystem,
                              scheduler),
         verbose=2 if verbose else 0,
         log_to_file=not verbose,
     )
     tune_config = tune.TuneConfig(
         metric=exp.metric, mode=exp.mode, search_alg=searcher, scheduler=scheduler,
-        num_samples=num_samples, max_concurrent_trials=None if pbt else limit,
+        num_samples=num_samples,
+        max_concurrent_trials=exp.max_concurrent if exp.max_concurrent and not pbt else None,
         time_budget_s=exp.time_budget_s, reuse_actors=reuse,
         trial_dirname_creator=trial_dirname,
     )

@@ -10,6 +10,7 @@ also take them down if the child is killed).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -122,3 +123,96 @@ def test_trials_run_on_both_nodes(tmp_path):
     assert exp_dir == storage / "multinode"
     assert (exp_dir / "results.csv").is_file() and (exp_dir / "best.json").is_file()
     assert (exp_dir / "tensorboard").is_dir()
+
+
+GROWING = textwrap.dedent(
+    """
+    import json, sys, threading, time
+
+    from ray.cluster_utils import Cluster
+
+    from orchestrator import runner
+    from orchestrator.spec import Experiment
+
+    storage, record = sys.argv[1], sys.argv[2]
+    args = dict(node_ip_address="127.0.0.1", include_dashboard=False,
+                object_store_memory=80 * 1024 * 1024)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1, **args))
+    out = {"head": cluster.head_node.node_id}
+
+    def experiment():
+        exp = Experiment.from_dict({
+            "name": "growing",
+            "space": {"parameters": {"x": {"type": "float", "low": 0.0, "high": 1.0}}},
+            "trainer": "tests.trainers_for_tests:node_probe",
+            "data": {"sleep_s": 1.0, "record_to": record},
+            "searcher": {"type": "random", "seed": 0},
+            "num_samples": 9, "max_epochs": 3, "storage": storage,
+        })
+        res = runner.run(exp, address=cluster.address)
+        out["rows"] = res.dataframe.to_dict(orient="records")
+
+    try:
+        # the experiment runs in a thread: Cluster.add_node must run in the main thread
+        worker = threading.Thread(target=experiment)
+        worker.start()
+        deadline = time.time() + 120
+        while time.time() < deadline:  # a 2-CPU node joins once trials run on the head alone
+            try:
+                if open(record).read().count("\\n") >= 2:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        out["joined"] = time.time()
+        out["node"] = cluster.add_node(num_cpus=2, **args).node_id
+        worker.join()
+        print("RESULT " + json.dumps(out, default=str), flush=True)
+    finally:
+        import ray
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def _most_at_once(lines: list[dict], sleep_s: float) -> int:
+    spans: dict[str, list[float]] = {}
+    for r in lines:
+        s = spans.setdefault(r["trial"], [math.inf, -math.inf])
+        s[0], s[1] = min(s[0], r["t"] - sleep_s), max(s[1], r["t"])
+    events = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    now = most = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_concurrency_grows_when_a_node_joins(tmp_path):
+    """No ``max_concurrent``: one trial at a time on a 1-CPU head; once a 2-CPU node joins
+    mid-experiment, three run at once (a limit frozen at the start would stay at one)."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="atgr", dir="/tmp"))
+    record = tmp_path / "epochs.jsonl"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", GROWING, str(tmp_path / "storage"), str(record)],
+            cwd=ROOT, env=_child_env(ray_tmp), capture_output=True, text=True, timeout=280,
+        )
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, (proc.stdout[-3000:] + "\n" + proc.stderr[-6000:])
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert len(out["rows"]) == 9 and all(r["status"] == "completed" for r in out["rows"])
+    epochs = [json.loads(x) for x in record.read_text().splitlines()]
+    before = [r for r in epochs if r["t"] < out["joined"]]
+    after = [r for r in epochs if r["t"] > out["joined"] + 3]
+    assert before and {r["node_id"] for r in before} == {out["head"]}
+    assert _most_at_once(before, 1.0) == 1
+    assert out["node"] in {r["node_id"] for r in after}, "no trial ran on the node that joined"
+    assert _most_at_once(epochs, 1.0) >= 3, epochs

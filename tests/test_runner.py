@@ -87,11 +87,12 @@ def test_pbt_exploits_another_trials_checkpoint(ray_session, tmp_path):
 
 
 def test_hyperband_pauses_and_resumes_from_checkpoints(ray_session, tmp_path):
-    """max_t=4, eta=2: brackets of 3 (r0=4), 3 (r0=2) and 4 (r0=1) trials. Under a concurrency
-    limit trials are proposed one at a time; the early-stopping brackets still open, a trial
-    that reached its rung before its bracket is paused and later resumes from its own
-    checkpoint, and the losers of a rung stop early."""
-    res = run(_exp(tmp_path, name="hb", num_samples=10, max_epochs=4, data={"sleep": 0.02},
+    """max_t=4, eta=2: brackets of 3 (r0=4), 3 (r0=2) and 4 (r0=1) trials, all ten proposed at
+    once (4 run at a time). In the 4-trial bracket the first three to reach epoch 1 pause; the
+    fourth triggers the halving, whose two winners include a paused trial: it resumes from its
+    own checkpoint. The losers of a rung stop early."""
+    res = run(_exp(tmp_path, name="hb", num_samples=10, max_epochs=4, data={"sleep": 0.05},
+                   max_concurrent=10, resources={"cpu": 0.5},
                    scheduler={"type": "hyperband", "options": {"reduction_factor": 2}}))
     df = res.dataframe
     assert len(df) == 10 and set(df["status"]) <= {"completed", "pruned"}

@@ -155,3 +155,27 @@ def test_a_snapshot_before_the_first_scheduler_call_keeps_the_restored_state():
     again.on_trial_add(tc, restored)
     again._archtune_restore(tc)
     assert {t: v for _, rec in again._brackets[0]._rungs for t, v in rec.items()} == {"a": 0.9}
+
+
+class _Trial:
+    """Hashable by identity, as Tune's trials are."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def test_hyperband_brackets_fill_by_the_trials_they_took():
+    """Trials proposed one at a time (a concurrency limit), each leaving before the next
+    arrives: Ray's bracket counts only live trials and would take every one of them into the
+    first, full-budget bracket. Here the first bracket closes after its 3 trials and the next
+    ones go to the brackets that stop early (r0 = 2, then 1)."""
+    hb = ResumableHyperBand(time_attr="training_iteration", max_t=4, reduction_factor=2)
+    hb.set_search_properties("val_acc", "max")
+    first_epochs = []
+    for i in range(10):
+        trial = _Trial(f"t{i}")
+        hb.on_trial_add(None, trial)
+        bracket, _ = hb._trial_info[trial]
+        first_epochs.append(bracket._r0)
+        bracket.cleanup_trial(trial)  # what completing or stopping the trial does to it
+    assert first_epochs == [4, 4, 4, 2, 2, 2, 1, 1, 1, 1]

@@ -94,7 +94,8 @@ no_checkpoint.supports_checkpoint = False
 def node_probe(config: dict, ctx) -> None:
     """Reports ``max_epochs`` epochs plus the id of the Ray node the trial ran on (``node_id``),
     for the multi-node and Ray Jobs tests. ``sleep_s`` (default 0.2) keeps each epoch busy long
-    enough for trials to spread over the nodes. Imports ray: test scaffolding, not a trainer."""
+    enough for trials to spread over the nodes; ``record_to`` (optional) gets one JSON line per
+    epoch with the trial folder, the time and the node. Imports ray: test scaffolding."""
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
@@ -105,6 +106,10 @@ def node_probe(config: dict, ctx) -> None:
         acc = min(1.0, 0.5 + 0.1 * epoch * (1.0 - abs(x - 0.5)))
         ctx.report({"epoch": epoch, "val_acc": acc, "val_loss": 1.0 - acc,
                     "train_loss": 1.0 - acc, "node_id": node_id})
+        if config.get("record_to"):
+            with open(config["record_to"], "a") as fh:
+                fh.write(json.dumps({"trial": Path(ctx.trial_dir).name, "epoch": epoch,
+                                     "t": time.time(), "node_id": node_id}) + "\n")
 
 
 def record_trainer(config, ctx):
