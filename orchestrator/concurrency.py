@@ -7,12 +7,15 @@ and once the node has joined the limit grows with it (and another trial waits).
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any, Callable
 
 from ray.tune.search import ConcurrencyLimiter
 
 __all__ = ["GrowingLimiter", "capacity", "growing_limiter"]
+
+log = logging.getLogger("archtune")
 
 
 def capacity(cpu: float, gpu: float = 0.0) -> int:
@@ -41,7 +44,11 @@ class GrowingLimiter(ConcurrencyLimiter):
         now = time.monotonic()
         if now - self._checked >= self._refresh_s:
             self._checked = now
-            self.max_concurrent = self._capacity_fn() + 1
+            limit = self._capacity_fn() + 1
+            if limit != self.max_concurrent:
+                log.info("concurrency limit %d -> %d (the cluster's resources changed)",
+                         self.max_concurrent, limit)
+                self.max_concurrent = limit
         return super().suggest(trial_id)
 
     def set_state(self, state: dict) -> None:
