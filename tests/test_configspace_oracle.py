@@ -130,23 +130,31 @@ def test_configspace_written_yaml_and_json_read_by_archtune(pair, tmp_path):
 
 
 def test_configspace_accepts_tune_and_optuna_configs(pair):
-    from spaces.compile.optuna import to_optuna
     from spaces.compile.tune import sample_configs, to_tune
 
     space, cs, _ = pair
     for cfg in sample_configs(to_tune(space), 150, seed=5):
         Configuration(cs, values=cfg).check_valid_configuration()
+    for cfg in optuna_configs(space, 150, seed=5):
+        Configuration(cs, values=cfg).check_valid_configuration()
+
+
+def optuna_configs(space: SearchSpace, n: int, seed: int):
+    """Up to ``n`` configurations of ``space`` as Optuna's RandomSampler draws them through
+    ``to_optuna`` (asks that the compiled function prunes are skipped)."""
+    from spaces.compile.optuna import to_optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fn = to_optuna(space)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
-    for _ in range(150):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(n):
         trial = study.ask()
         try:
             cfg = fn(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
-        Configuration(cs, values=cfg).check_valid_configuration()
+        yield cfg
         study.tell(trial, 0.0)
 
 
@@ -390,10 +398,8 @@ def test_sizes_agree_with_configspace_enumeration():
 
 
 def test_random_or_spaces_compilers_agree_with_configspace():
-    from spaces.compile.optuna import to_optuna
     from spaces.compile.tune import sample_configs, to_tune
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     tune_checked = optuna_checked = 0
     for seed in (3, 7, 11, 19):
         space = random_space(seed, n_params=14, n_forbidden=4)
@@ -401,18 +407,9 @@ def test_random_or_spaces_compilers_agree_with_configspace():
         for cfg in sample_configs(to_tune(space), 40, seed=seed):
             assert cs_accepts(cs, cfg), (space.name, cfg)
             tune_checked += 1
-        fn = to_optuna(space)
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        for _ in range(40):
-            trial = study.ask()
-            try:
-                cfg = fn(trial)
-            except optuna.TrialPruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                continue
+        for cfg in optuna_configs(space, 40, seed=seed):
             assert cs_accepts(cs, cfg), (space.name, cfg)
             optuna_checked += 1
-            study.tell(trial, 0.0)
     assert tune_checked == 160 and optuna_checked >= 100
 
 

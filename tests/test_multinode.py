@@ -90,24 +90,30 @@ def _child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def _run_driver(code: str, ray_tmp: Path, *args: str) -> tuple[dict, str]:
+    """Run a driver script in a child Python (its Ray under ``ray_tmp``, removed afterwards);
+    returns the JSON it printed after ``RESULT `` and its whole stdout."""
+    import shutil
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=ROOT, env=_child_env(ray_tmp), capture_output=True, text=True, timeout=280,
+        )
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, (proc.stdout[-3000:] + "\n" + proc.stderr[-6000:])
+    return json.loads(lines[-1][len("RESULT "):]), proc.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_trials_run_on_both_nodes(tmp_path):
     # A short private temp root: Ray's unix-socket paths must stay under 107 characters.
     ray_tmp = Path(tempfile.mkdtemp(prefix="atmn", dir="/tmp"))
     storage = tmp_path / "storage"
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", DRIVER, str(storage)],
-            cwd=ROOT, env=_child_env(ray_tmp), capture_output=True, text=True, timeout=280,
-        )
-    finally:
-        import shutil
-
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (proc.stdout[-3000:] + "\n" + proc.stderr[-6000:])
-    out = json.loads(lines[-1][len("RESULT "):])
+    out, _ = _run_driver(DRIVER, ray_tmp, str(storage))
 
     rows = out["rows"]
     assert len(rows) == 6
@@ -199,18 +205,7 @@ def test_concurrency_grows_when_a_node_joins(tmp_path):
     trials."""
     ray_tmp = Path(tempfile.mkdtemp(prefix="atgr", dir="/tmp"))
     record = tmp_path / "epochs.jsonl"
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", GROWING, str(tmp_path / "storage"), str(record)],
-            cwd=ROOT, env=_child_env(ray_tmp), capture_output=True, text=True, timeout=280,
-        )
-    finally:
-        import shutil
-
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (proc.stdout[-3000:] + "\n" + proc.stderr[-6000:])
-    out = json.loads(lines[-1][len("RESULT "):])
+    out, stdout = _run_driver(GROWING, ray_tmp, str(tmp_path / "storage"), str(record))
     assert len(out["rows"]) == 12 and all(r["status"] == "completed" for r in out["rows"])
     epochs = [json.loads(x) for x in record.read_text().splitlines()]
     before = [r for r in epochs if r["t"] < out["joined"]]
@@ -220,4 +215,4 @@ def test_concurrency_grows_when_a_node_joins(tmp_path):
     assert out["node"] in {r["node_id"] for r in after}, "no trial ran on the node that joined"
     # the limit follows the cluster (a frozen one stays at 2); Tune itself was seen to run only
     # two trials at once after it rose to 4 in some runs, so trials at once are not asserted
-    assert "LOG concurrency limit 2 -> 4 (the cluster's resources changed)" in proc.stdout
+    assert "LOG concurrency limit 2 -> 4 (the cluster's resources changed)" in stdout

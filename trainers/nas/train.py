@@ -102,7 +102,7 @@ def _detection_loaders(cfg: NasTrainConfig, policy, seed: int):
         if policy is not None:
             train_ds = _DetectionAugment(train_ds, policy)
     else:
-        n_train = max(1, int(round(cfg.num_train_images * float(cfg.data_fraction))))
+        n_train = max(1, round(cfg.num_train_images * float(cfg.data_fraction)))
         train_ds = SyntheticShapes(n_train, size, seed=0)
         val_ds = SyntheticShapes(cfg.num_val_images, size, seed=10_000)
         n = SyntheticShapes.num_classes
