@@ -275,8 +275,10 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     _quiet_ray_logs(verbose)
     space = exp.load_space()
     pbt = exp.scheduler.type in ("pbt", "pb2")
-    limit = _max_concurrent(exp)
-    searcher = make_searcher(exp, space, max_concurrent=limit if pbt else 0)
+    searcher = make_searcher(exp, space, max_concurrent=_max_concurrent(exp) if pbt else 0)
+    num_samples = exp.num_samples
+    if exp.searcher.type == "grid" and not pbt:
+        num_samples = len(searcher.configs)
     if not pbt and not exp.max_concurrent:
         # Tune runs one trial at a time under a custom searcher that has no limit; this one
         # grows with the cluster (the autoscaler adds nodes for the trial kept waiting)
@@ -284,9 +286,6 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
 
         searcher = growing_limiter(searcher, exp.resources.cpu, exp.resources.gpu)
     scheduler = make_scheduler(exp, space)
-    num_samples = exp.num_samples
-    if exp.searcher.type == "grid" and not pbt:
-        num_samples = len(searcher.configs)
     param_space: dict[str, Any] = {}
     if pbt:
         from spaces.compile.tune import to_tune

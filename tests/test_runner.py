@@ -150,3 +150,14 @@ def test_pbt_honours_max_concurrent(ray_session, tmp_path):
     spans.sort()
     assert len(spans) == 3
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_grid_without_max_concurrent_runs_every_configuration(ray_session, tmp_path):
+    """Without ``max_concurrent`` the searcher is wrapped in the growing limiter; grid search
+    still runs each distinct configuration exactly once."""
+    space = {"name": "grid", "parameters": {"depth": {"type": "ordinal", "sequence": [1, 2, 3]}}}
+    res = run(_exp(tmp_path, name="grid", space=space, searcher={"type": "grid"},
+                   num_samples=1, max_epochs=1, max_concurrent=None))
+    df = res.dataframe
+    assert len(df) == 3 and set(df["status"]) == {"completed"}
+    assert sorted(df["config/depth"]) == [1, 2, 3]
