@@ -170,10 +170,12 @@ def _attempt(cmd: list[str], env: dict, cwd: Path, exp_dir: Path, kill_after: fl
 
 
 def run_scenario(scenario: str, kills: int, rng: random.Random, workdir: Path,
-                 timeout: float = 600.0) -> dict:
+                 timeout: float = 600.0, **overrides: object) -> dict:
+    """Run ``scenario`` with ``kills`` SIGKILLs; ``overrides`` replace keys of its experiment
+    (e.g. ``num_samples``). Returns the figures listed in the module docstring."""
     from orchestrator.runner import Results, is_complete
 
-    spec = _spec(scenario, workdir / "runs", scenario)
+    spec = {**_spec(scenario, workdir / "runs", scenario), **overrides}
     spec_file = workdir / f"{scenario}.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
     exp_dir = workdir / "runs" / scenario

@@ -7,6 +7,10 @@ can also name no checkpoint for a trial that wrote some after the snapshot, whic
 that trial again from scratch. :class:`CheckpointFallback` runs when a trial's actor starts,
 before Tune restores it, and points the trial at the newest checkpoint that exists in its
 folder instead.
+
+Every trial's checkpoint manager is also made :func:`tolerant`: after a crash the manager's
+list can name folders an earlier driver already deleted, and Ray's manager raises when the
+folder it evicts is gone, which fails the whole experiment.
 """
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ import posixpath
 import re
 from typing import Any
 
+from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.tune import Callback
 
-__all__ = ["CheckpointFallback", "newest_checkpoint"]
+__all__ = ["CheckpointFallback", "TolerantCheckpointManager", "newest_checkpoint", "tolerant"]
 
 log = logging.getLogger("archtune")
 _CKPT = re.compile(r"^checkpoint_(\d+)$")
@@ -40,6 +45,38 @@ def _exists(fs: Any, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+class TolerantCheckpointManager(_CheckpointManager):
+    """Ray's checkpoint manager with two repairs. A folder registered again (a paused PBT
+    trial's save hands back the checkpoint it last reported) replaces its old entry: two
+    entries for one folder let eviction of the older delete the folder the newer names.
+    Deleting an evicted checkpoint that is already gone is not an error, and the other
+    evicted checkpoints are still deleted."""
+
+    def register_checkpoint(self, checkpoint_result: Any) -> None:
+        path = checkpoint_result.checkpoint.path
+        self._checkpoint_results = [r for r in self._checkpoint_results
+                                    if r.checkpoint.path != path]
+        before = [*self._checkpoint_results, checkpoint_result]
+        try:
+            super().register_checkpoint(checkpoint_result)
+        except FileNotFoundError as e:
+            log.warning("checkpoint to delete was already gone: %s", e)
+            kept = {id(r) for r in self._checkpoint_results}
+            for r in before:
+                if id(r) not in kept and r is not self._latest_checkpoint_result \
+                        and _exists(r.checkpoint.filesystem, r.checkpoint.path):
+                    r.checkpoint.filesystem.delete_dir(r.checkpoint.path)
+
+
+def tolerant(trial: Any) -> TolerantCheckpointManager:
+    """``trial``'s checkpoint manager, made a :class:`TolerantCheckpointManager` in place.
+    Idempotent."""
+    manager = trial.run_metadata.checkpoint_manager
+    if type(manager) is _CheckpointManager:
+        manager.__class__ = TolerantCheckpointManager
+    return manager
+
+
 class CheckpointFallback(Callback):
     """After a resume, before each trial's first restore, replace a missing checkpoint (or
     none at all, when the trial's folder holds some) with the newest one on storage.
@@ -58,6 +95,7 @@ class CheckpointFallback(Callback):
         self._resumed = True
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        tolerant(trial)
         storage = getattr(trial, "storage", None)
         if not self._resumed or storage is None or trial.trial_id in self._checked:
             return
@@ -87,10 +125,8 @@ class CheckpointFallback(Callback):
 
     @staticmethod
     def _rebuild(trial: Any, kept: list, latest: Any = None) -> None:
-        from ray.train._internal.checkpoint_manager import _CheckpointManager
-
         old = trial.run_metadata.checkpoint_manager
-        manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
+        manager = TolerantCheckpointManager(checkpoint_config=old.checkpoint_config)
         own = [r for r in kept
                if latest is None or r.checkpoint.path != latest.checkpoint.path]
         for r in own:

@@ -29,6 +29,7 @@ from spaces.compile.tune import INACTIVE, strip_inactive
 from spaces.params import Categorical, ChoiceParam, Int
 
 from .adapter import snap_to_space
+from .checkpoints import tolerant
 from .scheduler_state import ResumableScheduler
 
 __all__ = ["SpacePB2", "SpacePBT", "explore_config", "into_space"]
@@ -111,7 +112,7 @@ class _ResumablePBT(ResumableScheduler):
                         trial.trial_id, trial_to_clone.trial_id)
             return  # the trial keeps its own state
         super()._exploit(tune_controller, trial, trial_to_clone)
-        manager = trial.run_metadata.checkpoint_manager
+        manager = tolerant(trial)
         latest = manager._latest_checkpoint_result
         manager.register_checkpoint(_TrainingResult(checkpoint=copied, metrics=dict(
             latest.metrics if latest is not None else {})))

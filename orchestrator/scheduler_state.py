@@ -17,11 +17,13 @@ from typing import Any
 from ray import cloudpickle
 from ray.tune import Callback
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import AsyncHyperBandScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.schedulers import (AsyncHyperBandScheduler, FIFOScheduler, HyperBandScheduler,
+                                 MedianStoppingRule)
 from ray.tune.schedulers.hyperband import _Bracket
 
-__all__ = ["ResumableASHA", "ResumableHyperBand", "ResumableMedian", "ResumableScheduler",
-           "SchedulerState", "dump_scheduler", "load_scheduler"]
+__all__ = ["ResumableASHA", "ResumableFIFO", "ResumableHyperBand", "ResumableMedian",
+           "ResumableScheduler", "SchedulerState", "dump_scheduler", "load_scheduler",
+           "snapshot_on_first_checkpoint"]
 
 log = logging.getLogger("archtune")
 _RESTORE_KEYS = ("_archtune_saved", "_archtune_restored")
@@ -92,6 +94,7 @@ class ResumableScheduler:
         """Hook: fix trial statuses after the saved state is back."""
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        snapshot_on_first_checkpoint(tune_controller)
         if getattr(self, "_archtune_saved", None) is not None:
             self._archtune_restored[trial.trial_id] = trial
             return
@@ -116,6 +119,36 @@ class ResumableScheduler:
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         self._archtune_restore(tune_controller)
         super().on_trial_remove(tune_controller, trial)
+
+
+def snapshot_on_first_checkpoint(tune_controller: Any) -> None:
+    """Make Tune snapshot the experiment right after each trial's first checkpoint.
+
+    Tune snapshots at most every ~10 s. A trial started and checkpointed between two snapshots
+    is missing from the last one, so after a driver crash the resumed searcher proposes a new
+    trial and the orphan's checkpoint is never used (its work is redone from scratch). Forcing
+    a snapshot once per trial, when it first has a checkpoint, closes that window; later
+    checkpoints are found by :class:`~orchestrator.checkpoints.CheckpointFallback`.
+    Idempotent; ``tune_controller`` is what Tune hands a scheduler (a wrapper around it)."""
+    controller = getattr(tune_controller, "_tune_controller", tune_controller)
+    manager = getattr(controller, "_checkpoint_manager", None)
+    if manager is None or getattr(manager, "_archtune_first_checkpoints", None) is not None:
+        return
+    seen: set[str] = set()
+    manager._archtune_first_checkpoints = seen
+    original = manager.on_trial_checkpoint
+
+    def on_trial_checkpoint(trial: Any) -> None:
+        original(trial)
+        if trial.trial_id not in seen:
+            seen.add(trial.trial_id)
+            manager._should_force_sync_up = True
+
+    manager.on_trial_checkpoint = on_trial_checkpoint
+
+
+class ResumableFIFO(ResumableScheduler, FIFOScheduler):
+    """First in, first out (Ray's default), with a snapshot at each trial's first checkpoint."""
 
 
 class ResumableASHA(ResumableScheduler, AsyncHyperBandScheduler):

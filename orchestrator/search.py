@@ -307,9 +307,11 @@ def make_scheduler(exp: Any, space: Any):
     return SCHEDULERS.create(exp.scheduler.type, exp, space)
 
 
-def make_fifo(exp: Any, space: Any) -> None:
-    """``fifo``: every trial runs to ``max_epochs`` (Ray's default)."""
-    return None
+def make_fifo(exp: Any, space: Any):
+    """``fifo``: every trial runs to ``max_epochs`` (Ray's default order)."""
+    from orchestrator.scheduler_state import ResumableFIFO
+
+    return ResumableFIFO()
 
 
 def make_asha(exp: Any, space: Any):
