@@ -14,12 +14,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from ray import tune
 
+from orchestrator.checkpoints import checkpoint_problem, sibling_checkpoints, write_manifest
 from orchestrator.trials import DUPLICATE_KEY, MARKER_KEYS, REUSE_KEY, trial_dirname_for
 from spaces.compile.tune import strip_inactive
 from trainers.api import TrialContext
 
 __all__ = ["DUPLICATE_KEY", "MARKER_KEYS", "REUSE_KEY", "RayTrialContext", "make_trainable",
-           "snap_to_space"]
+           "snap_to_space", "stop_diverged"]
 
 
 class RayTrialContext(TrialContext):
@@ -31,7 +32,8 @@ class RayTrialContext(TrialContext):
     """
 
     def __init__(self, *, seed: int, max_epochs: int, num_cpus: int = 1,
-                 exp_dir: str | None = None, logger: logging.Logger | None = None) -> None:
+                 exp_dir: str | None = None, logger: logging.Logger | None = None,
+                 metric: str | None = None) -> None:
         ctx = tune.get_context()
         self.trial_id = ctx.get_trial_id() or "local"
         if exp_dir and "://" not in exp_dir:
@@ -49,6 +51,7 @@ class RayTrialContext(TrialContext):
         self._restore_dir: Path | None = None
         self._restore_loaded = False
         self.reports = 0
+        self._metric = metric
 
     # --- TrialContext -------------------------------------------------------------------
     @property
@@ -61,17 +64,44 @@ class RayTrialContext(TrialContext):
             self._restore_loaded = True
             ckpt = tune.get_checkpoint()
             if ckpt is not None:
-                dest = self._trial_dir / "restore"
-                if dest.exists():
-                    shutil.rmtree(dest, ignore_errors=True)
-                dest.mkdir(parents=True)
-                self._restore_dir = Path(ckpt.to_directory(str(dest)))
+                self._restore_dir = self._intact_copy(ckpt)
         return self._restore_dir
+
+    def _intact_copy(self, ckpt: Any) -> Path | None:
+        """``ckpt`` copied into the trial folder; when it fails its manifest (truncated or
+        changed on disk), the newest intact other checkpoint of the same trial folder
+        instead; ``None`` (start from scratch) when none is intact."""
+        dest = self._trial_dir / "restore"
+        for candidate in [ckpt, *sibling_checkpoints(ckpt)]:
+            if dest.exists():
+                shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            try:
+                got = Path(candidate.to_directory(str(dest)))
+            except OSError as e:
+                problem = f"unreadable ({e})"
+            else:
+                problem = checkpoint_problem(got)
+                if problem is None:
+                    if candidate is not ckpt:
+                        self.logger.warning("trial %s: restoring from %s instead",
+                                            self.trial_id, candidate.path)
+                    return got
+            self.logger.warning("trial %s: checkpoint %s is damaged: %s",
+                                self.trial_id, candidate.path, problem)
+        self.logger.warning("trial %s: no intact checkpoint; training from scratch",
+                            self.trial_id)
+        shutil.rmtree(dest, ignore_errors=True)
+        return None
 
     def report(self, metrics: Mapping[str, Any], checkpoint_dir: str | Path | None = None) -> None:
         clean = {k: _clean_value(v) for k, v in metrics.items()}
+        value = clean.get(self._metric)
+        if isinstance(value, float) and math.isnan(value):
+            clean["diverged"] = 1  # Tune stops the trial (stop_diverged)
         self.reports += 1
         if checkpoint_dir is not None:
+            write_manifest(checkpoint_dir)
             tune.report(clean, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
         else:
             tune.report(clean)
@@ -94,13 +124,20 @@ def _clean_value(v: Any) -> Any:
     return v
 
 
+def stop_diverged(trial_id: str, result: Mapping[str, Any]) -> bool:
+    """Tune stop condition: a trial that reported ``diverged`` (its trainer said so, or its
+    metric was NaN) trains no further."""
+    return bool(result.get("diverged"))
+
+
 def make_trainable(*, trainer: Callable, space: Any, data: Mapping[str, Any],
                    fixed: Mapping[str, Any], seed: int, max_epochs: int, num_cpus: float,
-                   snap: bool = False, exp_dir: str | None = None) -> Callable[[dict], None]:
+                   snap: bool = False, exp_dir: str | None = None,
+                   metric: str | None = None) -> Callable[[dict], None]:
     """Function trainable: Tune config -> merge data settings + fixed -> drop inactive ->
     ``trainer(config, RayTrialContext)``. A config the searcher marked as a duplicate reports
     the earlier trial's result without training. ``snap`` maps PB2's continuous proposals onto
-    the space's values."""
+    the space's values. A report whose ``metric`` is NaN is marked ``diverged``."""
     data = dict(data)
     fixed = dict(fixed)
 
@@ -126,7 +163,7 @@ def make_trainable(*, trainer: Callable, space: Any, data: Mapping[str, Any],
         digest = hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
         trial_seed = seed + int(digest[:8], 16) % 10_000
         ctx = RayTrialContext(seed=trial_seed, max_epochs=max_epochs, num_cpus=num_cpus,
-                              exp_dir=exp_dir)
+                              exp_dir=exp_dir, metric=metric)
         trainer(trial_cfg, ctx)
 
     return archtune_trial

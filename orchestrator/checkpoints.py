@@ -14,18 +14,59 @@ folder it evicts is gone, which fails the whole experiment.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import posixpath
 import re
+from pathlib import Path
 from typing import Any
 
 from ray.train._internal.checkpoint_manager import _CheckpointManager
 from ray.tune import Callback
 
-__all__ = ["CheckpointFallback", "TolerantCheckpointManager", "newest_checkpoint", "tolerant"]
+__all__ = ["MANIFEST", "CheckpointFallback", "TolerantCheckpointManager", "checkpoint_problem",
+           "newest_checkpoint", "sibling_checkpoints", "tolerant", "write_manifest"]
 
 log = logging.getLogger("archtune")
 _CKPT = re.compile(r"^checkpoint_(\d+)$")
+MANIFEST = ".archtune_manifest.json"
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha1").hexdigest()
+
+
+def write_manifest(folder: str | Path) -> None:
+    """Write :data:`MANIFEST` into ``folder``: the size and SHA-1 of every file in it, so a
+    restore can tell a complete checkpoint from a truncated or corrupted one."""
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): [p.stat().st_size, _digest(p)]
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps(files))
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why the checkpoint in ``folder`` cannot be trusted (a file missing, truncated or
+    changed against its :data:`MANIFEST`), or ``None`` when it matches. A folder without a
+    manifest (written by other code) is trusted."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return f"{MANIFEST} is unreadable"
+    for rel, (size, digest) in files.items():
+        p = folder / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != size:
+            return f"{rel} has {p.stat().st_size} bytes, {size} were written"
+        if _digest(p) != digest:
+            return f"{rel} changed since it was written"
+    return None
 
 
 def newest_checkpoint(fs: Any, trial_path: str) -> tuple[int, str] | None:
@@ -37,6 +78,23 @@ def newest_checkpoint(fs: Any, trial_path: str) -> tuple[int, str] | None:
              if i.type == pafs.FileType.Directory
              and (m := _CKPT.match(posixpath.basename(i.path)))]
     return max(found) if found else None
+
+
+def sibling_checkpoints(ckpt: Any) -> list:
+    """The other ``checkpoint_NNNNNN`` folders beside the Ray ``Checkpoint`` ``ckpt`` on its
+    storage, newest first (``[]`` when the folder cannot be listed)."""
+    import pyarrow.fs as pafs
+    from ray.tune import Checkpoint
+
+    folder = posixpath.dirname(ckpt.path.rstrip("/"))
+    try:
+        infos = ckpt.filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except OSError:
+        return []
+    found = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and _CKPT.match(posixpath.basename(i.path))
+                    and i.path.rstrip("/") != ckpt.path.rstrip("/")), reverse=True)
+    return [Checkpoint(p, ckpt.filesystem) for p in found]
 
 
 def _exists(fs: Any, path: str) -> bool:

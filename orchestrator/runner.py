@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -216,7 +217,7 @@ def _trainable(exp: Experiment, space: Any):
     fn = make_trainable(trainer=exp.resolve_trainer(), space=space, data=exp.data,
                         fixed=exp.fixed, seed=exp.seed, max_epochs=exp.max_epochs,
                         num_cpus=exp.resources.cpu, snap=exp.scheduler.type == "pb2",
-                        exp_dir=exp.experiment_dir())
+                        exp_dir=exp.experiment_dir(), metric=exp.metric)
     resources = {"cpu": exp.resources.cpu}
     if exp.resources.gpu:
         resources["gpu"] = exp.resources.gpu
@@ -270,6 +271,7 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
     """The configured ``ray.tune.Tuner`` (Ray must be initialised). Returns (tuner, space)."""
     from ray import tune
 
+    from .adapter import stop_diverged
     from .search import make_scheduler, make_searcher, perturbation_interval
 
     _quiet_ray_logs(verbose)
@@ -303,7 +305,7 @@ def build_tuner(exp: Experiment, *, verbose: bool = False, storage_filesystem: A
                       else storage.resolve(exp.storage_root(), storage_filesystem).path),
         storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=exp.max_failures),
-        checkpoint_config=checkpoint_config,
+        checkpoint_config=checkpoint_config, stop=stop_diverged,
         callbacks=_callbacks(exp, space, exp_dir, num_samples, storage_filesystem,
                              scheduler),
         verbose=2 if verbose else 0,
@@ -456,9 +458,22 @@ def _trial_row(exp: Experiment, trial: Any, error: Any, retries: dict[str, int],
         if isinstance(v, (int, float, str, bool)):
             row[k] = v
     row["time_total_s"] = m.get("time_total_s")
-    row["error"] = str(error).splitlines()[0][:200] if error is not None else ""
+    row["error"] = error_summary(error)
     row["path"] = getattr(trial, "path", None)
     return row
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_summary(error: Any) -> str:
+    """The line that says what went wrong (at most 200 characters): the last line of the
+    error's text, which for a Ray task error is the trainer's own exception ("MemoryError:
+    ..."), not Ray's wrapper line. ``""`` for no error."""
+    if error is None:
+        return ""
+    lines = [ln.strip() for ln in _ANSI.sub("", str(error)).splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else type(error).__name__
 
 
 def _trials(grid, exp_dir: storage.Location) -> list:

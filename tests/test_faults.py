@@ -39,6 +39,62 @@ def test_failing_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
     assert list(Results_load(res.path)["retries"]) == [1, 1]
 
 
+def test_a_truncated_checkpoint_is_skipped_for_the_newest_intact_one(ray_session, tmp_path):
+    """The trial fails at epoch 3 after its newest checkpoint (epoch 2) was cut short on disk:
+    the retry finds it damaged against its manifest and continues from epoch 1."""
+    exp = Experiment.from_dict(dict(
+        name="trunc", space=TOY_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "random", "seed": 0}, num_samples=1, max_epochs=4, max_concurrent=1,
+        data={"fail_once_at": 3, "truncate_on_fail": True}, max_failures=1,
+        storage=str(tmp_path)))
+    res = run(exp)
+    df = res.dataframe
+    assert list(df["status"]) == ["completed"] and list(df["epochs"]) == [4]
+    tid = df["trial_id"][0]
+    restores = [json.loads(x) for x in
+                (Path(res.path) / f"trial_{tid}" / "restores.jsonl").read_text().splitlines()]
+    assert restores == [{"me": tid, "from": tid, "epoch": 1}]
+
+
+def test_raising_nan_and_out_of_memory_trials_do_not_stop_the_experiment(ray_session, tmp_path):
+    """One trial per fault: the one that raises once continues from its checkpoint, the NaN
+    one is stopped at once as diverged, the one whose allocation fails is errored with the
+    allocator's message (not Ray's wrapper line); the healthy one completes."""
+    from trainers_for_tests import FAULT_SPACE
+
+    exp = Experiment.from_dict(dict(
+        name="kinds", space=FAULT_SPACE, trainer="trainers_for_tests:curve",
+        searcher={"type": "grid"}, max_epochs=5, max_concurrent=2, max_failures=1,
+        storage=str(tmp_path)))
+    res = run(exp)
+    df = res.dataframe.set_index("config/fault")
+    assert df.loc["none", "status"] == "completed" and df.loc["none", "retries"] == 0
+    assert df.loc["fail_once", "status"] == "completed" and df.loc["fail_once", "retries"] == 1
+    assert df.loc["nan", "status"] == "diverged" and df.loc["nan", "epochs"] == 2
+    assert df.loc["oom", "status"] == "errored"
+    assert "MemoryError: Unable to allocate" in df.loc["oom", "error"]
+    assert res.best_config["fault"] in ("none", "fail_once")
+    assert (Path(res.path) / "best.json").exists()
+
+
+def test_manifest_names_what_is_wrong_with_a_checkpoint(tmp_path):
+    from orchestrator.checkpoints import MANIFEST, checkpoint_problem, write_manifest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "state.json").write_text('{"epoch": 3}')
+    (tmp_path / "sub" / "w.bin").write_bytes(b"x" * 100)
+    write_manifest(tmp_path)
+    assert checkpoint_problem(tmp_path) is None
+    (tmp_path / "sub" / "w.bin").write_bytes(b"x" * 50)
+    assert "sub/w.bin has 50 bytes, 100 were written" == checkpoint_problem(tmp_path)
+    (tmp_path / "sub" / "w.bin").write_bytes(b"y" * 100)
+    assert "changed" in checkpoint_problem(tmp_path)
+    (tmp_path / "sub" / "w.bin").unlink()
+    assert "missing" in checkpoint_problem(tmp_path)
+    (tmp_path / MANIFEST).unlink()
+    assert checkpoint_problem(tmp_path) is None  # written by other code: trusted
+
+
 def Results_load(path):
     import pandas as pd
 

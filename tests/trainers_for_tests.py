@@ -30,6 +30,12 @@ TOY_SPACE = {
     },
     "conditions": [{"child": "momentum", "parent": "opt", "equals": "b"}],
 }
+# One trial per fault kind (grid): tests/test_faults.py and bench/faults.py.
+FAULT_SPACE = {
+    "name": "faults",
+    "parameters": {"fault": {"type": "categorical",
+                             "choices": ["none", "fail_once", "nan", "oom"]}},
+}
 DISCRETE_SPACE = {
     "name": "disc",
     "parameters": {
@@ -52,8 +58,15 @@ def _base(config: dict) -> float:
 
 def curve(config: dict, ctx) -> None:
     """val_acc(epoch) = base(config) * (1 - 0.5**epoch). Checkpoints state.json every epoch
-    (owner = trial id, epoch); on restore appends {"me", "from", "epoch"} to restores.jsonl."""
+    (owner = trial id, epoch); on restore appends {"me", "from", "epoch"} to restores.jsonl.
+    ``fail_once_at``: raise once at that epoch (``truncate_on_fail``: first cut the newest
+    checkpoint's file short); ``diverge_at``: report a diverged result and stop; ``nan_at``:
+    NaN metrics from that epoch on; ``oom_at``: an allocation the machine cannot hold;
+    ``fault`` (``nan``/``oom``/``fail_once``/``none``): that fault at epoch 2."""
     me = _trial_id(ctx)
+    fault = config.get("fault", "none")  # a searched parameter: one fault per trial
+    if fault != "none":
+        config = {**config, f"{fault}_at": 2}
     start = 0
     if ctx.restore_dir is not None:
         state = json.loads((Path(ctx.restore_dir) / "state.json").read_text())
@@ -68,11 +81,21 @@ def curve(config: dict, ctx) -> None:
         marker = Path(ctx.trial_dir) / "failed_once"
         if fail_at is not None and epoch == int(fail_at) and not marker.exists():
             marker.write_text("1")
+            if config.get("truncate_on_fail"):  # the disk loses the end of the newest file
+                newest = max(Path(ctx.trial_dir).glob("checkpoint_*"))
+                state = newest / "state.json"
+                state.write_bytes(state.read_bytes()[:5])
             raise RuntimeError(f"synthetic failure at epoch {epoch}")
         if config.get("diverge_at") is not None and epoch == int(config["diverge_at"]):
             ctx.report({"epoch": epoch, "val_acc": 0.0, "val_loss": 1e9, "diverged": 1})
             return
+        if config.get("oom_at") is not None and epoch == int(config["oom_at"]):
+            import numpy as np
+
+            np.ones(2 ** 42, dtype=np.uint8)  # 4 TiB: the allocator refuses (MemoryError)
         acc = _base(config) * (1 - 0.5 ** epoch)
+        if config.get("nan_at") is not None and epoch >= int(config["nan_at"]):
+            acc = float("nan")  # the loss went NaN and stays there
         with tempfile.TemporaryDirectory() as d:
             Path(d, "state.json").write_text(json.dumps({"owner": me, "epoch": epoch}))
             ctx.report({"epoch": epoch, "val_acc": acc, "val_loss": 1 - acc,
