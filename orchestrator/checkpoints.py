@@ -48,14 +48,14 @@ def write_manifest(folder: str | Path) -> None:
 
 
 def checkpoint_problem(folder: str | Path) -> str | None:
-    """Why the checkpoint in ``folder`` cannot be trusted (a file missing, truncated or
-    changed against its :data:`MANIFEST`), or ``None`` when it matches. A folder without a
-    manifest (written by other code) is trusted."""
+    """Why the checkpoint in ``folder`` cannot be trusted (no :data:`MANIFEST`: the copy was
+    cut off; a file missing, truncated or changed against it), or ``None`` when it matches.
+    Every checkpoint a trainer hands to ``ctx.report`` gets a manifest."""
     folder = Path(folder)
     try:
         files = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
-        return None
+        return f"no {MANIFEST} (an incomplete copy)"
     except ValueError:
         return f"{MANIFEST} is unreadable"
     for rel, (size, digest) in files.items():

@@ -78,7 +78,9 @@ class Results:
                                 f"whose run finished or was resumed?)")
         import io
 
-        df = pd.read_csv(io.BytesIO((p / "results.csv").read_bytes()))
+        # only empty cells are missing: "nan", "None" or "NA" may be chosen values
+        df = pd.read_csv(io.BytesIO((p / "results.csv").read_bytes()),
+                         keep_default_na=False, na_values=[""])
         best = json.loads((p / BEST_FILE).read_text()) if (p / BEST_FILE).is_file() else {}
         return cls(best_config=best.get("best_config", {}), best_metric=best.get("best_metric"),
                    dataframe=df, path=str(p), metric=best.get("metric", "val_acc"),

@@ -92,7 +92,7 @@ def test_manifest_names_what_is_wrong_with_a_checkpoint(tmp_path):
     (tmp_path / "sub" / "w.bin").unlink()
     assert "missing" in checkpoint_problem(tmp_path)
     (tmp_path / MANIFEST).unlink()
-    assert checkpoint_problem(tmp_path) is None  # written by other code: trusted
+    assert "incomplete" in checkpoint_problem(tmp_path)  # the copy stopped before it
 
 
 def Results_load(path):
@@ -392,6 +392,23 @@ def test_fault_injection_resume_completes(tmp_path, scenario, seed):
     assert row["kills"] == 1 and row["hangs"] == 0 and row["resume_failures"] == 0, row
     assert row["completed"] and row["errored_trials"] == 0, row
     assert row["finished_trials_lost"] == 0, row
+
+
+@pytest.mark.slow
+def test_worker_node_removed_mid_trial(tmp_path):
+    """bench/faults.py's worker-node scenario: a 2-node local cluster loses its worker node
+    while trials run there; they continue from their checkpoints on the head node."""
+    import random
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import faults
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    row = faults.run_worker_kill(tmp_path, random.Random(0), timeout=280)
+    assert row["completed"] and row["worker_removed"], row
+    assert row["trials_hit"] >= 1 and row["errored_trials"] == 0, row
+    assert row["completed_trials"] == 6 and row["restarts_from_scratch"] == 0, row
 
 
 @pytest.mark.slow

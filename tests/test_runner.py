@@ -161,3 +161,15 @@ def test_grid_without_max_concurrent_runs_every_configuration(ray_session, tmp_p
     df = res.dataframe
     assert len(df) == 3 and set(df["status"]) == {"completed"}
     assert sorted(df["config/depth"]) == [1, 2, 3]
+
+
+def test_results_table_keeps_chosen_values_that_look_missing(tmp_path):
+    """A categorical may choose "nan", "None" or "NA": the table read back keeps them as
+    strings; only empty cells (a metric never reported) are missing."""
+    df = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["completed"] * 3,
+                       "config/fault": ["nan", "None", "NA"], "val_acc": [0.5, None, 0.7]})
+    Results(best_config={"fault": "nan"}, best_metric=0.7, dataframe=df,
+            path=str(tmp_path), metric="val_acc", mode="max", best_trial="c").save()
+    back = Results.load(tmp_path).dataframe
+    assert list(back["config/fault"]) == ["nan", "None", "NA"]
+    assert back["val_acc"].isna().tolist() == [False, True, False]

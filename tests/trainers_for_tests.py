@@ -192,6 +192,7 @@ def nas_like(config, ctx):
             fh.write(json.dumps({"max_epochs": ctx.max_epochs, "trial_dir": str(ctx.trial_dir),
                                  **{k: config[k] for k in keys if k in config}}) + "\n")
     for epoch in range(1, ctx.max_epochs + 1):
+        time.sleep(float(config.get("sleep", 0.0)))  # bench/faults.py: time to be killed in
         acc = (quality * (1 - 0.5 ** epoch) + (1 - fidelity) * noise
                + 0.5 ** epoch * early + aug)
         ctx.report({"epoch": epoch, "val_acc": acc, "val_loss": 1.0 - acc})

@@ -53,7 +53,8 @@ class QuickPolicy:
     def __init__(self, space: Any, *, max_epochs: int, mode: str = "max", seed: int | None = 0,
                  portfolio: Iterable[Mapping[str, Any]] = (), n_candidates: int = 64,
                  cost_power: float = 0.5, fail_limit: int = 2, min_observed: int = 3,
-                 refit_every: float = 0.0, tpe: Any = None) -> None:
+                 refit_every: float = 0.0, tpe: Any = None, mutate_prob: float = 0.15,
+                 explore: float = 0.1, min_distance: float = 0.0) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         if int(max_epochs) < 1:
@@ -68,6 +69,10 @@ class QuickPolicy:
         self.min_observed = int(min_observed)
         self.refit_every = float(refit_every)
         self.tpe = tpe
+        self.mutate_prob = float(mutate_prob)
+        self.explore = float(explore)
+        self.min_distance = float(min_distance)
+        self._scale: tuple[np.ndarray, np.ndarray, float] | None = None
         self.portfolio = self._fit_portfolio(portfolio)
         self.trials: dict[str, dict] = {}   # trial id -> {"config", "cid", "curve", "secs", "state"}
         self.seen: set[str] = set()
@@ -153,7 +158,7 @@ class QuickPolicy:
         for t in top:
             for _ in range(8):
                 cands.append(self.space.canonical(
-                    self.space.mutate(t["config"], prob=0.15, rng=self.rng)))
+                    self.space.mutate(t["config"], prob=self.mutate_prob, rng=self.rng)))
         if self.tpe is not None:
             cands.extend(self.tpe(self, 2))
         seen, out = set(self.seen), []
@@ -166,13 +171,31 @@ class QuickPolicy:
                 continue
             seen.add(cid)
             out.append(c)
+        if self.min_distance > 0 and out and self.trials:
+            far = self._distance(out) >= self.min_distance
+            out = [c for c, ok in zip(out, far) if ok] or out
         return out
+
+    def _distance(self, cfgs: list[dict]) -> np.ndarray:
+        if self._scale is None:
+            ref = np.random.default_rng(0)
+            sample = [self.space.canonical(c) for c in self.space.sample(ref, n=128)]
+            z = self._encode(sample)
+            lo, span = z.min(axis=0), np.maximum(z.max(axis=0) - z.min(axis=0), 1e-9)
+            z = (z - lo) / span
+            d = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
+            self._scale = (lo, span, float(np.median(d[np.triu_indices(len(z), 1)])))
+        lo, span, unit = self._scale
+        a = (self._encode(cfgs) - lo) / span
+        ts = list(self.trials.values())
+        b = (self._encode([t["config"] for t in ts], [t["cid"] for t in ts]) - lo) / span
+        return np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min(axis=1) / unit
 
     def _best_candidate(self) -> dict | None:
         cands = self._candidates()
         if not cands:
             return None
-        if self.rng.random() < 0.1:  # keep exploring a little
+        if self.rng.random() < self.explore:  # keep exploring a little
             return cands[int(self.rng.integers(len(cands)))]
         mu, sd = self.predict(cands)
         best = self.incumbent()
