@@ -65,10 +65,31 @@ def cmd_run(a) -> int:
     return 0
 
 
+def _filesystem_arg(a) -> object:
+    """The ``pyarrow.fs`` filesystem of ``--storage-filesystem`` (a YAML/JSON mapping of
+    ``pyarrow.fs.S3FileSystem`` options), or ``None`` when not given."""
+    if not a.storage_filesystem:
+        return None
+    import yaml
+
+    from .errors import SpecError
+    from .storage import check_filesystem_options, filesystem_from_options
+
+    try:
+        options = yaml.safe_load(a.storage_filesystem)
+    except yaml.YAMLError as e:
+        raise SpecError(f"--storage-filesystem: not a YAML/JSON mapping ({e})") from None
+    problem = check_filesystem_options(options, a.dir)
+    if problem:
+        raise SpecError(f"--storage-filesystem: {problem}")
+    return filesystem_from_options(options)
+
+
 def cmd_resume(a) -> int:
     from .runner import resume
 
-    _print_results(resume(a.dir, address=a.address, verbose=a.verbose))
+    _print_results(resume(a.dir, address=a.address, verbose=a.verbose,
+                          storage_filesystem=_filesystem_arg(a)))
     return 0
 
 
@@ -204,7 +225,8 @@ def cmd_report(a) -> int:
     from .report import parse_objectives
 
     objectives = parse_objectives(a.pareto) if a.pareto else None
-    rep = make_report(a.dir, plots=not a.no_plots, pareto=objectives)
+    rep = make_report(a.dir, plots=not a.no_plots, pareto=objectives,
+                      filesystem=_filesystem_arg(a))
     print(rep["table"])
     b = rep["best"]
     if b["best_metric"] is not None:
@@ -249,10 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--name", default=None, help="override the experiment's name")
     r.set_defaults(fn=cmd_run)
 
+    fs_help = ("pyarrow.fs.S3FileSystem options of an s3:// folder, as YAML/JSON, e.g. "
+               "'{endpoint_override: \"http://minio:9000\", scheme: http}'")
     r = sub.add_parser("resume", help="continue an interrupted experiment")
     r.add_argument("dir")
     r.add_argument("--address", default=None)
     r.add_argument("--verbose", action="store_true")
+    r.add_argument("--storage-filesystem", default=None, metavar="OPTIONS", help=fs_help)
     r.set_defaults(fn=cmd_resume)
 
     r = sub.add_parser("pipeline", help="run (or continue) a staged NAS pipeline file")
@@ -301,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pareto", default=None, metavar="OBJ:MODE,...",
                    help="Pareto front over these columns, e.g. val_acc:max,latency_ms:min "
                         "(default: the metric vs latency_ms or params when reported)")
+    r.add_argument("--storage-filesystem", default=None, metavar="OPTIONS", help=fs_help)
     r.set_defaults(fn=cmd_report)
 
     r = sub.add_parser("tensorboard", help="launch TensorBoard on an experiment")

@@ -384,6 +384,8 @@ def resume(path: "str | Path", address: str | None = None, *, verbose: bool = Fa
     if storage_filesystem is None and exp.filesystem() is not None:
         storage_filesystem = exp.filesystem()
         loc = storage.resolve(loc.uri, storage_filesystem)
+    if storage_filesystem is not None and storage.is_uri(loc.uri):
+        storage.use_filesystem(loc.uri, storage_filesystem)
     started = _ensure_ray(address, verbose)
     _quiet_ray_logs(verbose)
     try:

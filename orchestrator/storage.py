@@ -11,12 +11,27 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_uri", "resolve", "join", "exists", "is_file", "read_text", "write_text",
+__all__ = ["is_uri", "use_filesystem", "resolve", "join", "exists", "is_file", "read_text", "write_text",
            "makedirs", "Location"]
 
 
 def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path)
+
+
+_FILESYSTEMS: dict[str, Any] = {}
+
+
+def use_filesystem(uri: str, filesystem: Any) -> None:
+    """In this process, reach every URI under ``uri`` through ``filesystem`` when no other is
+    given (``archtune resume --storage-filesystem``: callbacks restored from Ray's saved state
+    were pickled without one)."""
+    _FILESYSTEMS[uri.rstrip("/") + "/"] = filesystem
+
+
+def _registered(uri: str) -> Any:
+    hits = [p for p in _FILESYSTEMS if (uri.rstrip("/") + "/").startswith(p)]
+    return _FILESYSTEMS[max(hits, key=len)] if hits else None
 
 
 class Location:
@@ -26,6 +41,8 @@ class Location:
         import pyarrow.fs as pafs
 
         self.uri = str(path)
+        if filesystem is None and is_uri(self.uri):
+            filesystem = _registered(self.uri)
         if filesystem is not None:
             self.fs = filesystem
             self.path = _strip_scheme(self.uri)

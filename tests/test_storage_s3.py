@@ -2,6 +2,7 @@
 a real S3-compatible server (moto's ThreadedMotoServer) on 127.0.0.1."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -92,8 +93,12 @@ def test_run_sigkill_resume_and_refused_rerun_on_s3(s3, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert not is_complete(exp_uri)
-        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", exp_uri],
-                             env=env, capture_output=True, text=True, timeout=400)
+        # resumed with the endpoint given as an option alone (no AWS_ENDPOINT_URL)
+        no_endpoint = {k: v for k, v in env.items() if k != "AWS_ENDPOINT_URL"}
+        opts = json.dumps({"endpoint_override": s3["AWS_ENDPOINT_URL"], "region": "us-east-1"})
+        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "resume", exp_uri,
+                              "--storage-filesystem", opts],
+                             env=no_endpoint, capture_output=True, text=True, timeout=400)
         assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
         res = Results.load(exp_uri)
         assert len(res.dataframe) == 3 and set(res.dataframe["status"]) == {"completed"}
@@ -172,4 +177,14 @@ def test_archtune_report_on_s3(s3, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "trial c" in out.stdout
+    env.pop("AWS_ENDPOINT_URL")  # the endpoint as an option instead
+    bad = subprocess.run([sys.executable, "-m", "orchestrator.cli", "report", uri,
+                          "--storage-filesystem", "{endpoint: x}"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--storage-filesystem: unknown option" in bad.stderr
+    opts = f'{{endpoint_override: "{s3["AWS_ENDPOINT_URL"]}", region: us-east-1}}'
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "report", uri,
+                          "--no-plots", "--storage-filesystem", opts], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "trial c" in out.stdout, out.stderr[-2000:]
     assert f"{BUCKET}/runs/rep/report/best_so_far.png" in _listing(uri)
