@@ -54,7 +54,8 @@ class QuickPolicy:
                  portfolio: Iterable[Mapping[str, Any]] = (), n_candidates: int = 64,
                  cost_power: float = 0.5, fail_limit: int = 2, min_observed: int = 3,
                  refit_every: float = 0.0, tpe: Any = None, mutate_prob: float = 0.15,
-                 explore: float = 0.1, min_distance: float = 0.0) -> None:
+                 explore: float = 0.1, min_distance: float = 0.0,
+                 model_peak: bool = False, cost_trees: bool = False) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         if int(max_epochs) < 1:
@@ -72,6 +73,8 @@ class QuickPolicy:
         self.mutate_prob = float(mutate_prob)
         self.explore = float(explore)
         self.min_distance = float(min_distance)
+        self.model_peak = bool(model_peak)
+        self.cost_trees = bool(cost_trees)
         self._scale: tuple[np.ndarray, np.ndarray, float] | None = None
         self.portfolio = self._fit_portfolio(portfolio)
         self.trials: dict[str, dict] = {}   # trial id -> {"config", "cid", "curve", "secs", "state"}
@@ -259,7 +262,11 @@ class QuickPolicy:
 
         rows, ids, ys, epochs = [], [], [], []
         for t in self.trials.values():
-            for e, v in t["curve"].items():
+            best = -math.inf
+            for e in sorted(t["curve"]):
+                v = t["curve"][e]
+                if self.model_peak:
+                    best = v = max(best, v)
                 rows.append(t["config"])
                 ids.append(t["cid"])
                 epochs.append(e / self.max_epochs)
@@ -313,6 +320,8 @@ class QuickPolicy:
         return out
 
     def _cost_ratio(self, cfgs: list[Mapping[str, Any]]) -> np.ndarray:
+        if self.cost_trees:
+            return self._cost_ratio_trees(cfgs)
         by_pair: dict[tuple, list[float]] = {}
         by_model: dict[Any, list[float]] = {}
         every: list[float] = []
@@ -332,6 +341,18 @@ class QuickPolicy:
             secs = by_pair.get(key) or by_model.get(key[0]) or every
             out[i] = max(float(np.mean(secs)) / ref, 0.05)
         return out
+
+    def _cost_ratio_trees(self, cfgs):
+        ts = [t for t in self.trials.values() if t["secs"]]
+        if len(ts) < 2:
+            return np.ones(len(cfgs))
+        from sklearn.ensemble import ExtraTreesRegressor
+        x = self._encode([t["config"] for t in ts], [t["cid"] for t in ts])
+        y = np.log([float(np.mean(t["secs"])) for t in ts])
+        m = ExtraTreesRegressor(n_estimators=16, min_samples_leaf=1, max_features=0.6,
+                                random_state=int(self.rng.integers(2**31)), n_jobs=1).fit(x, y)
+        ref = float(np.median(y))
+        return np.maximum(np.exp(m.predict(self._encode(cfgs)) - ref), 0.05)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict:
