@@ -120,7 +120,9 @@ def scheduler_state(exp_dir: Path) -> dict | None:
 
     from orchestrator.scheduler_state import load_scheduler
 
-    files = sorted(exp_dir.glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    # newest by the session time in the name, as Tune picks it: a resume copies the older
+    # sessions' files again, so their modification times say nothing
+    files = sorted(exp_dir.glob("callback-states-*.pkl"))
     if not files:
         return None
     states = cloudpickle.loads(files[-1].read_bytes())
