@@ -134,6 +134,10 @@ def main() -> None:
                        "standalone_runs": alone_runs,
                        "standalone_seconds": alone_s, "archs": archs}
     print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
+    if a.seeds >= 2:  # how well the stand-alone ranking reproduces itself: the ceiling
+        seed_tau = float(kendalltau([r[0] for r in alone_runs], [r[1] for r in alone_runs])[0])
+        out["fidelity"]["seed_vs_seed_tau"] = seed_tau
+        print(f"stand-alone seed 0 vs seed 1 Kendall tau {seed_tau:.3f}", flush=True)
     save()
     if a.fidelity_only:
         return
