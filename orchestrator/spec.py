@@ -63,7 +63,9 @@ __all__ = [
 
 _NONE = type(None)
 # metric -> the only direction it makes sense to optimise it in
-_KNOWN_METRIC_MODES = {"val_acc": "max", "val_loss": "min", "train_loss": "min"}
+_KNOWN_METRIC_MODES = {"val_acc": "max", "val_loss": "min", "train_loss": "min",
+                       "map": "max", "map_50": "max", "map_75": "max", "mar_100": "max",
+                       "miou": "max", "pixel_acc": "max", "latency_ms": "min"}
 _PIP_NAMES = {"sklearn": "scikit-learn"}
 
 

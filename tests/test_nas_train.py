@@ -139,7 +139,7 @@ def test_invalid_configs_rejected_before_training(tmp_path):
     with pytest.raises(TrainerError, match="blocks.1.kernel"):
         train(tiny_mnasnet(**{"blocks.1.kernel": 7}), ctx)
     with pytest.raises(TrainerError, match="task"):
-        train(tiny_mnasnet(task="segmentation"), ctx)
+        train(tiny_mnasnet(task="keypoints"), ctx)
     with pytest.raises(TrainerError, match="arch"):
         train({"arch": "no_such_space"}, ctx)
     assert ctx.results == []

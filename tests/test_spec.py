@@ -287,3 +287,10 @@ def test_validating_a_file_never_imports_ray(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("metric", ["val_acc", "map_50", "miou"])
+def test_a_known_metric_with_the_wrong_mode_is_one_error(metric):
+    with pytest.raises(SpecError, match=rf"key 'mode'.*{metric}.*mode 'max', not 'min'"):
+        Experiment.from_dict({"name": "m", "space": "quicktune_cpu", "trainer": "finetune",
+                              "metric": metric, "mode": "min"}).validate()

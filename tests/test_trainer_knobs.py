@@ -254,7 +254,7 @@ def test_trainer_input_errors_are_archtune_errors():
     from trainers.nas.objectives import reward
 
     assert "mnasnet" in _raises_archtune_error(get_builder, "mnasnett")
-    assert "task" in _raises_archtune_error(NasTrainConfig, task="segmentation")
+    assert "task" in _raises_archtune_error(NasTrainConfig, task="keypoints")
     assert "latency_repeats" in _raises_archtune_error(NasTrainConfig.from_dict,
                                                        {"latency_repeats": 0})
     assert "swish2" in _raises_archtune_error(get_activation, "swish2")

@@ -91,16 +91,17 @@ def validate_data(data: Mapping[str, Any], trainer: Any = "finetune", *,
     - ``trainer="finetune"``: every key must be a knob of the finetune trainer (any spelling,
       :data:`trainers.knobs.FINETUNE_KNOBS`) with a valid value.
     - ``"nas"`` / ``"compose"``: the keys that are nas run settings are checked
-      (:data:`trainers.knobs.NAS_KNOBS`, plus the detection-dataset rule); the other keys are
+      (:data:`trainers.knobs.NAS_KNOBS`, plus the detection/segmentation dataset rules and the
+      tasks the ``arch`` builder declares); the other keys are
       architecture parameters or build settings, which the trainer checks against its space.
     - any other trainer (a name, ``"module:function"`` or a callable): the shared data keys
       present (``dataset``, ``data_dir``, ``download``, ``data_fraction``, ``image_size``,
       ``val_fraction``, ``num_workers``) are checked; the rest belongs to the trainer.
 
     Then, for the built-in trainers: ``dataset`` is one of
-    :func:`trainers.data.list_datasets` (case-insensitive, aliases allowed; a nas detection
-    dataset is checked by the rule above) and ``imagefolder`` has a ``data_dir``. For every
-    trainer: ``data_dir`` exists unless ``download`` is true, and for ``finetune`` a
+    :func:`trainers.data.list_datasets` (case-insensitive, aliases allowed; a nas detection or
+    segmentation dataset is checked by the rule above) and ``imagefolder`` has a ``data_dir``.
+    For every trainer: ``data_dir`` exists unless ``download`` is true, and for ``finetune`` a
     ``pretrained`` checkpoint path exists. A relative path is looked up under ``root`` (e.g. the
     experiment file's folder) when given, then under the working directory.
 
@@ -122,8 +123,8 @@ def validate_data(data: Mapping[str, Any], trainer: Any = "finetune", *,
         NasTrainConfig(**fields)
     else:
         fields = _SHARED_DATA_KNOBS.parse(data, strict=False)
-    detection = fields.get("task") == "detection"
-    if name in _DATASET_TRAINERS and not detection and fields.get("dataset") is not None:
+    own_datasets = fields.get("task") in ("detection", "segmentation")
+    if name in _DATASET_TRAINERS and not own_datasets and fields.get("dataset") is not None:
         from trainers.data import DataConfig
 
         DataConfig(dataset=fields["dataset"], data_dir=fields.get("data_dir"))

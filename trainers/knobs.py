@@ -462,7 +462,7 @@ NAS_OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "step", "multistep", "plateau")
 AUGMENTATIONS = ("auto-augment", "random-augment", "trivial-augment", "none")
 AUTO_AUGMENT_POLICIES = ("v0", "original")
-TASKS = ("classification", "detection")
+TASKS = ("classification", "detection", "segmentation")
 REWARDS = ("soft", "hard")
 SPLITS = ("test", "holdout")
 
@@ -564,10 +564,12 @@ SPLIT = Knob("split", "choice", None, "validation images: null (the dataset's ow
              choices=SPLITS, optional=True)
 # nas trainer
 ARCH = Knob("arch", "name", "mnasnet", "architecture space / builder name")
-TASK = Knob("task", "choice", "classification", "classification or detection (RetinaNet)",
-            choices=TASKS)
-NUM_TRAIN_IMAGES = _i("num_train_images", 256, "synthetic detection: training images", low=1)
-NUM_VAL_IMAGES = _i("num_val_images", 64, "synthetic detection: validation images", low=1)
+TASK = Knob("task", "choice", "classification", "classification, detection (RetinaNet) or "
+            "segmentation (per-pixel classes, light FPN head)", choices=TASKS)
+NUM_TRAIN_IMAGES = _i("num_train_images", 256, "synthetic detection/segmentation: training "
+                      "images", low=1)
+NUM_VAL_IMAGES = _i("num_val_images", 64, "synthetic detection/segmentation: validation images",
+                    low=1)
 LATENCY_TARGET = _f("latency_target", None, "latency target in ms; when set, reward is reported",
                     low_open=True, optional=True)
 REWARD = Knob("reward", "choice", "soft", "soft: metric * (target / latency) ** reward_weight; "
@@ -598,9 +600,11 @@ NAS_KNOBS = KnobTable("nas trainer", [
     ARCH, TASK,
     DATASET.replace(default=None, optional=True,
                     doc="dataset name (null: digits for classification, synthetic-shapes for "
-                        "detection)"),
+                        "detection and segmentation; segmentation also reads voc and coco "
+                        "folders)"),
     DATA_DIR, DOWNLOAD, DATA_FRACTION, VAL_FRACTION,
-    IMAGE_SIZE.replace(low=8, doc="input side in pixels (null: 32 classification, 64 detection)"),
+    IMAGE_SIZE.replace(low=8, doc="input side in pixels (null: 32 classification, 64 detection "
+                                  "and segmentation)"),
     NUM_CLASSES, NUM_TRAIN_IMAGES, NUM_VAL_IMAGES, NUM_WORKERS,
     BATCH_SIZE.replace(default=32, field="batch_size"),
     OPT.replace(default="sgd", choices=NAS_OPTIMIZERS, field="optimizer",

@@ -4,7 +4,8 @@
 ``network:`` section puts it there), the description's searchable fields by dotted path, and the
 ``nas`` run settings (``dataset``, ``image_size``, ``lr``, ``batch_size``, ``task`` ...). A
 network that ends in a multi-level backbone (``SpineNet``, ``NASFPN``) gets a classification
-head, or a RetinaNet head with ``task: detection``. It reports what the ``nas`` trainer reports;
+head, a RetinaNet head with ``task: detection`` or a segmentation head with
+``task: segmentation``. It reports what the ``nas`` trainer reports;
 ``arch`` is ``compose`` and ``arch_id`` is the space's ``config_id`` of the searchable fields.
 """
 from __future__ import annotations
@@ -38,8 +39,8 @@ class NetworkSource:
             from trainers.nas.spinenet_builders import attach_head
 
             net = attach_head(net, {}, task, num_classes, {})
-        elif task == "detection":
-            raise TrainerError(f"{self.description.source}: task 'detection' needs a network "
+        elif task != "classification":
+            raise TrainerError(f"{self.description.source}: task {task!r} needs a network "
                                "that ends in a multi-level backbone (SpineNet, NASFPN)")
         return net, set(self.space.params)
 

@@ -1,11 +1,15 @@
 """Model builders for architecture configurations, by space name.
 
 ``build_model(arch_name, config, task, num_classes, **overrides)`` looks the builder up in a
-registry and returns an ``nn.Module``: a classifier (``task="classification"``, logits) or a
-torchvision detector (``task="detection"``, RetinaNet). A builder is registered with::
+registry and returns an ``nn.Module``: a classifier (``task="classification"``, logits), a
+torchvision detector (``task="detection"``, RetinaNet) or a segmenter (``task="segmentation"``,
+per-pixel logits, :class:`trainers.nas.heads.SegmentationModel`). A builder is registered with::
 
-    @register_builder("mnasnet")
+    @register_builder("mnasnet", tasks=("classification", "detection", "segmentation"))
     def build_mnasnet(config, task, num_classes, **overrides) -> nn.Module: ...
+
+The ``tasks`` metadata declares what the builder can build (:func:`check_task` reads it; a
+builder without it is taken to support classification and detection).
 
 Builders read architecture parameters by their space names from ``config`` plus optional build
 settings (``overrides`` win over ``config``); the SpineNet / NAS-FPN builders use
@@ -19,11 +23,14 @@ from torch import nn
 
 from spaces.registry import Registry
 from trainers.errors import TrainerError
+from trainers.knobs import TASKS
 
 __all__ = [
     "BUILDERS",
     "BUILD_SETTINGS",
     "build_model",
+    "builder_tasks",
+    "check_task",
     "get_builder",
     "is_builder",
     "list_builders",
@@ -42,8 +49,8 @@ BUILD_SETTINGS: dict[str, Any] = {
     "resample_alpha": 0.5,      # SpineNet cross-scale connection width factor
     "block_repeats": 1,         # SpineNet blocks per stage
     "spinenet_base": None,      # spinenet_scaling: searched architecture to scale (None: SpineNet-49)
-    "head_convs": 4,            # RetinaNet head tower depth
-    "head_filters": None,       # RetinaNet head tower width (None: backbone width)
+    "head_convs": 4,            # RetinaNet / segmentation head tower depth
+    "head_filters": None,       # RetinaNet / segmentation head width (None: backbone width)
     "image_size": 640,          # detector input size (torchvision transform min/max size)
     "anchor_scale": 4.0,        # anchor base size = anchor_scale * stride
     "fpn_filters": 256,         # NAS-FPN width
@@ -75,6 +82,27 @@ def get_builder(name: str) -> Builder:
     return BUILDERS.get(name)
 
 
+def builder_tasks(name: str) -> tuple[str, ...]:
+    """The tasks builder ``name`` declares (default: classification and detection)."""
+    return tuple(BUILDERS.meta(name).get("tasks", ("classification", "detection")))
+
+
+def check_task(name: str, task: str) -> None:
+    """Raise :class:`TrainerError` unless ``task`` is a known task that builder ``name`` builds.
+
+    Raises:
+        TrainerError: an unknown task, an unknown builder (naming the closest ones), or a task
+            the builder does not declare (naming the builders that do).
+    """
+    if task not in TASKS:
+        raise TrainerError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    supported = builder_tasks(name)
+    if task not in supported:
+        able = [b for b in BUILDERS.list() if task in builder_tasks(b)]
+        raise TrainerError(f"task: arch {name!r} builds {', '.join(supported)}, not {task!r}; "
+                           f"builders for {task!r}: {', '.join(able)}")
+
+
 def setting(config: Mapping[str, Any], overrides: Mapping[str, Any], key: str) -> Any:
     """A build setting: ``overrides`` first, then ``config``, then ``BUILD_SETTINGS``."""
     if key in overrides and overrides[key] is not None:
@@ -88,9 +116,13 @@ def build_model(arch_name: str, config: Mapping[str, Any], task: str = "classifi
                 num_classes: int = 10, **overrides: Any) -> nn.Module:
     """Build the model of architecture space ``arch_name`` for ``config``.
 
-    ``task`` is ``"classification"`` (module returning logits) or ``"detection"`` (torchvision
-    detector: ``model(images, targets)`` returns losses in train mode, detections in eval mode).
+    ``task`` is ``"classification"`` (module returning logits), ``"detection"`` (torchvision
+    detector: ``model(images, targets)`` returns losses in train mode, detections in eval mode)
+    or ``"segmentation"`` (module returning ``(B, num_classes, H, W)`` logits, class 0 the
+    background).
+
+    Raises:
+        TrainerError: see :func:`check_task`.
     """
-    if task not in ("classification", "detection"):
-        raise TrainerError(f"task must be 'classification' or 'detection', got {task!r}")
+    check_task(arch_name, task)
     return get_builder(arch_name)(dict(config), task, int(num_classes), **overrides)

@@ -8,14 +8,19 @@ having ``out_channels``).
   ``anchor_scale * stride``) and a head whose conv towers have ``head_convs`` layers of
   ``head_filters`` channels, each conv -> GroupNorm -> ReLU (as torchvision's RetinaNet v2), and
   a GIoU box loss (v2); at most 100 detections per image.
+- :class:`SegmentationModel`: normalises the image, runs the backbone and a light
+  :class:`SegmentationHead` (FPN-style fuse of a few levels to the finest one, conv tower, 1x1
+  classifier) and upsamples the logits bilinearly to the input size.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models.detection import RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
@@ -23,7 +28,8 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from trainers.errors import TrainerError
 
-__all__ = ["ClassificationModel", "anchor_generator", "build_retinanet", "retinanet_head"]
+__all__ = ["ClassificationModel", "SegmentationHead", "SegmentationModel", "anchor_generator",
+           "build_retinanet", "retinanet_head"]
 
 LEVEL_STRIDES: dict[str, int] = {"p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}
 
@@ -116,3 +122,59 @@ def build_retinanet(backbone: nn.Module, num_classes: int, image_size: int = 640
     return RetinaNet(backbone, num_classes, min_size=min_size or image_size,
                      max_size=max_size or image_size, anchor_generator=anchors, head=head,
                      **kwargs)
+
+
+class SegmentationHead(nn.Module):
+    """Light semantic-segmentation head over named feature levels.
+
+    Each level in ``in_channels`` (name -> width) goes through a 1x1 conv to ``filters``, is
+    upsampled bilinearly to the first (finest) level's size and summed; then ``convs`` 3x3
+    conv -> GroupNorm -> ReLU layers and a 1x1 classifier give ``num_classes`` logits at the
+    finest level's resolution.
+    """
+
+    def __init__(self, in_channels: Mapping[str, int], num_classes: int, filters: int = 64,
+                 convs: int = 1):
+        super().__init__()
+        if not in_channels:
+            raise TrainerError("segmentation head needs at least one feature level")
+        if num_classes < 2:
+            raise TrainerError(f"segmentation needs num_classes >= 2 (background included), "
+                               f"got {num_classes}")
+        self.levels = tuple(in_channels)
+        self.lateral = nn.ModuleDict({k: nn.Conv2d(int(c), filters, 1)
+                                      for k, c in in_channels.items()})
+        self.tower = _tower(filters, filters, convs) if convs > 0 else nn.Identity()
+        self.classifier = nn.Conv2d(filters, num_classes, 1)
+
+    def forward(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        size = feats[self.levels[0]].shape[-2:]
+        fused = self.lateral[self.levels[0]](feats[self.levels[0]])
+        for k in self.levels[1:]:
+            fused = fused + F.interpolate(self.lateral[k](feats[k]), size=size, mode="bilinear",
+                                          align_corners=False)
+        return self.classifier(self.tower(fused))
+
+
+class SegmentationModel(nn.Module):
+    """``image (B, 3, H, W) in [0, 1] -> logits (B, num_classes, H, W)``.
+
+    The image is normalised with the ImageNet mean/std (so augmentation runs on raw pixels),
+    ``backbone(x)`` must return a mapping holding every key of ``in_channels``; the head's
+    logits are upsampled bilinearly to ``H x W``. Class 0 is the background.
+    """
+
+    def __init__(self, backbone: nn.Module, in_channels: Mapping[str, int], num_classes: int,
+                 filters: int = 64, convs: int = 1):
+        super().__init__()
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.head = SegmentationHead(in_channels, self.num_classes, filters, convs)
+        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.backbone((x - self.mean) / self.std))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)

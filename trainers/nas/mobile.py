@@ -20,7 +20,9 @@ scaled by ``width_scale`` as well.
 
 Heads: classification uses :class:`trainers.nas.heads.ClassificationModel` on the pooled head
 conv; detection puts a feature pyramid (levels 3-5 plus P6/P7) under
-:func:`trainers.nas.heads.build_retinanet` (:func:`build_mobile_detector`).
+:func:`trainers.nas.heads.build_retinanet` (:func:`build_mobile_detector`); segmentation fuses
+the stage outputs of levels 2-5 (strides 4-32) in :class:`trainers.nas.heads.SegmentationModel`
+(:func:`build_mobile_segmenter`).
 """
 from __future__ import annotations
 
@@ -32,16 +34,19 @@ from torch import nn
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelP6P7
 
 from trainers.errors import TrainerError
+from trainers.knobs import TASKS
 from trainers.nas.blocks import ConvBnAct, FusedMBConvBlock, MBConvBlock, make_divisible
-from trainers.nas.heads import ClassificationModel, build_retinanet
+from trainers.nas.heads import ClassificationModel, SegmentationModel, build_retinanet
 
 __all__ = [
     "ConvLayer",
     "MobileBackbone",
     "MobileFPN",
+    "MobileLevels",
     "build_backbone",
     "build_mobile_classifier",
     "build_mobile_detector",
+    "build_mobile_segmenter",
     "complete_config",
     "decode_arch",
     "FAMILIES",
@@ -160,6 +165,23 @@ class MobileFPN(nn.Module):
         return self.fpn(OrderedDict((f"p{lvl}", feats[lvl]) for lvl in (3, 4, 5)))
 
 
+class MobileLevels(nn.Module):
+    """The stage outputs of ``levels`` (those the backbone has) as ``OrderedDict`` ``p<level>``,
+    finest first; ``feature_channels`` maps each name to its width."""
+
+    def __init__(self, backbone: MobileBackbone, levels: Sequence[int] = (2, 3, 4, 5)):
+        super().__init__()
+        self.body = backbone
+        self.levels = tuple(lvl for lvl in sorted(levels) if lvl in backbone.feature_channels)
+        if not self.levels:
+            raise TrainerError(f"backbone has no features at levels {list(levels)}")
+        self.feature_channels = {f"p{lvl}": backbone.feature_channels[lvl] for lvl in self.levels}
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        feats = self.body.forward_features(x)
+        return OrderedDict((f"p{lvl}", feats[lvl]) for lvl in self.levels)
+
+
 def _space_module(family: str):
     if family == "mnasnet":
         from spaces.library import mnasnet as mod
@@ -236,6 +258,18 @@ def build_mobile_detector(family: str, config: Any, num_classes: int, image_size
                            head_filters=head_filters, **retinanet_kwargs)
 
 
+def build_mobile_segmenter(family: str, config: Any, num_classes: int, width_scale: float = 1.0,
+                           depth_scale: float = 1.0, filters: int | None = None,
+                           head_convs: int = 1) -> SegmentationModel:
+    """:class:`~trainers.nas.heads.SegmentationModel` over :class:`MobileLevels` (levels 2-5,
+    logits at stride 4); ``filters`` (head width) defaults to
+    ``make_divisible(256 * width_scale, 8)``. ``num_classes`` counts the background."""
+    backbone = MobileLevels(build_backbone(family, config, width_scale, depth_scale))
+    return SegmentationModel(backbone, backbone.feature_channels, int(num_classes),
+                             filters=filters or make_divisible(256 * width_scale, 8),
+                             convs=head_convs)
+
+
 # ----------------------------------------------------------------------------------------------
 # registry entries: trainers.nas.build_model("mnasnet" | "efficientnetv2", config, task, n)
 
@@ -246,8 +280,8 @@ MOBILE_SETTINGS: dict[str, Any] = {
     "drop_rate": 0.0,       # classifier dropout
     "image_size": 640,      # detector input size
     "fpn_channels": None,   # detection pyramid width (None: 256 * width_scale)
-    "head_convs": 4,        # RetinaNet head tower depth
-    "head_filters": None,   # RetinaNet head tower width (None: pyramid width)
+    "head_convs": 4,        # RetinaNet / segmentation head tower depth
+    "head_filters": None,   # RetinaNet / segmentation head width (None: pyramid width)
     "anchor_scale": 4.0,    # anchor base size = anchor_scale * stride
 }
 
@@ -260,29 +294,42 @@ def _setting(config: Mapping[str, Any], overrides: Mapping[str, Any], key: str) 
     return value if value is not None else MOBILE_SETTINGS[key]
 
 
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _mobile_head(family: str, config: Any, task: str, num_classes: int,
+                 overrides: Mapping[str, Any]) -> nn.Module:
+    """The ``task`` model of ``family`` with the :data:`MOBILE_SETTINGS` read from
+    ``overrides`` / ``config``."""
+    width = float(_setting(config, overrides, "width_scale"))
+    depth = float(_setting(config, overrides, "depth_scale"))
+    fpn = _int_or_none(_setting(config, overrides, "fpn_channels"))
+    head_convs = int(_setting(config, overrides, "head_convs"))
+    head_filters = _int_or_none(_setting(config, overrides, "head_filters"))
+    if task == "segmentation":
+        return build_mobile_segmenter(family, config, num_classes, width_scale=width,
+                                      depth_scale=depth, filters=head_filters or fpn,
+                                      head_convs=head_convs)
+    if task == "detection":
+        return build_mobile_detector(
+            family, config, num_classes, image_size=int(_setting(config, overrides, "image_size")),
+            width_scale=width, depth_scale=depth, fpn_channels=fpn, head_convs=head_convs,
+            head_filters=head_filters,
+            anchor_scale=float(_setting(config, overrides, "anchor_scale")),
+        )
+    return build_mobile_classifier(family, config, num_classes, width_scale=width,
+                                   depth_scale=depth,
+                                   dropout=float(_setting(config, overrides, "drop_rate")))
+
+
 def _registry_builder(family: str):
     def build(config: Mapping[str, Any], task: str, num_classes: int, **overrides) -> nn.Module:
-        width = float(_setting(config, overrides, "width_scale"))
-        depth = float(_setting(config, overrides, "depth_scale"))
-        if task == "detection":
-            fpn = _setting(config, overrides, "fpn_channels")
-            head_filters = _setting(config, overrides, "head_filters")
-            return build_mobile_detector(
-                family, config, num_classes,
-                image_size=int(_setting(config, overrides, "image_size")),
-                width_scale=width, depth_scale=depth,
-                fpn_channels=int(fpn) if fpn is not None else None,
-                head_convs=int(_setting(config, overrides, "head_convs")),
-                head_filters=int(head_filters) if head_filters is not None else None,
-                anchor_scale=float(_setting(config, overrides, "anchor_scale")),
-            )
-        return build_mobile_classifier(family, config, num_classes, width_scale=width,
-                                       depth_scale=depth,
-                                       dropout=float(_setting(config, overrides, "drop_rate")))
+        return _mobile_head(family, config, task, num_classes, overrides)
 
     build.__name__ = f"build_{family}"
-    build.__doc__ = (f"Builder of the {family!r} space: classifier or RetinaNet detector; "
-                     f"settings {sorted(MOBILE_SETTINGS)}.")
+    build.__doc__ = (f"Builder of the {family!r} space: classifier, RetinaNet detector or "
+                     f"segmenter; settings {sorted(MOBILE_SETTINGS)}.")
     return build
 
 
@@ -290,7 +337,7 @@ def _register() -> None:
     from trainers.nas import register_builder
 
     for fam in FAMILIES:
-        register_builder(fam)(_registry_builder(fam))
+        register_builder(fam, tasks=TASKS)(_registry_builder(fam))
 
 
 _register()

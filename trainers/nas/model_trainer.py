@@ -22,6 +22,7 @@ from torch import nn
 
 from trainers.api import TrialContext
 from trainers.errors import TrainerError
+from trainers.knobs import TASKS
 from trainers.nas import register_builder
 from trainers.nas.settings import NasTrainConfig, TrackedConfig
 from trainers.nas.train import NasTrainer
@@ -58,10 +59,11 @@ def split_source_config(source: Any, config: Mapping[str, Any], settings: set[st
     return cfg, arch
 
 
-@register_builder("model_source", tasks=("classification", "detection"))
+@register_builder("model_source", tasks=TASKS)
 def _build_from_source(config: Mapping[str, Any], task: str, num_classes: int,
                        **overrides: Any) -> nn.Module:
-    """Builder behind :func:`train_model_source` (the source travels in the config)."""
+    """Builder behind :func:`train_model_source` (the source travels in the config; the
+    source's ``build_for_trial`` rejects the tasks it cannot build)."""
     source = dict.__getitem__(config, SOURCE_KEY)
     arch = {k: dict.__getitem__(config, k) for k in source.space.params if k in config}
     model, used = source.build_for_trial(arch, task, num_classes)

@@ -15,9 +15,11 @@ from trainers.errors import TrainerError
 from trainers.knobs import NAS_KNOBS, NAS_OPTIMIZERS, TASKS, knob_dataclass
 
 __all__ = ["NasTrainConfig", "TrackedConfig", "split_config", "TASKS", "DETECTION_DATASETS",
-           "OPTIMIZERS"]
+           "SEGMENTATION_DATASETS", "OPTIMIZERS"]
 
 DETECTION_DATASETS = ("synthetic-shapes", "synthetic", "coco")
+SEGMENTATION_DATASETS = ("synthetic-shapes", "synthetic", "voc", "coco")
+_TASK_DATASETS = {"detection": DETECTION_DATASETS, "segmentation": SEGMENTATION_DATASETS}
 OPTIMIZERS = NAS_OPTIMIZERS
 
 
@@ -60,15 +62,22 @@ class NasTrainConfig:
     ``ctx.max_epochs`` epochs (after ``warmup_epochs`` of linear warm-up).
 
     Raises:
-        TrainerError: one error naming every invalid value, or a detection task with a
-            classification dataset.
+        TrainerError: one error naming every invalid value, a detection or segmentation task
+            with a dataset it cannot read, or a task the ``arch`` builder does not build.
     """
 
     def _check_fields(self) -> None:
-        if self.task == "detection" and self.dataset is not None \
-                and self.dataset not in DETECTION_DATASETS:
-            raise TrainerError(f"invalid nas trainer settings: dataset: a detection task needs "
-                               f"one of {', '.join(DETECTION_DATASETS)}, got {self.dataset!r}")
+        from trainers.nas import check_task, is_builder
+
+        valid = _TASK_DATASETS.get(self.task)
+        if valid is not None and self.dataset is not None and self.dataset not in valid:
+            raise TrainerError(f"invalid nas trainer settings: dataset: a {self.task} task needs "
+                               f"one of {', '.join(valid)}, got {self.dataset!r}")
+        if is_builder(self.arch):
+            try:
+                check_task(self.arch, self.task)
+            except TrainerError as e:
+                raise TrainerError(f"invalid nas trainer settings: {e}") from None
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any], *, strict: bool = True) -> "NasTrainConfig":

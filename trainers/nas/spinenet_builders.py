@@ -7,7 +7,8 @@
   ``head_filters``, ``image_size``).
 - ``nasfpn``: timm pyramid (``fpn_backbone``) + NAS-FPN neck (``fpn_filters``, ``fpn_repeats``).
 
-Each returns a ``ClassificationModel`` or a RetinaNet (``task="detection"``).
+Each returns a ``ClassificationModel``, a RetinaNet (``task="detection"``) or a
+``SegmentationModel`` over p3..p5 (``task="segmentation"``).
 """
 from __future__ import annotations
 
@@ -19,17 +20,26 @@ from spaces.errors import SpaceError
 from spaces.library import nasfpn as nasfpn_space
 from spaces.library import spinenet as spinenet_space
 from trainers.errors import TrainerError
+from trainers.knobs import TASKS
 from trainers.nas import register_builder, setting
-from trainers.nas.heads import ClassificationModel, build_retinanet
+from trainers.nas.heads import ClassificationModel, SegmentationModel, build_retinanet
 from trainers.nas.nasfpn import NASFPN, NASFPNBackbone, TimmPyramid
 from trainers.nas.spinenet import SpineNet
 
-__all__ = ["attach_head", "spinenet_backbone", "nasfpn_backbone"]
+__all__ = ["SEGMENTATION_LEVELS", "attach_head", "nasfpn_backbone", "spinenet_backbone"]
+
+SEGMENTATION_LEVELS = ("p3", "p4", "p5")
 
 
 def attach_head(backbone: nn.Module, config: Mapping[str, Any], task: str, num_classes: int,
                 overrides: Mapping[str, Any]) -> nn.Module:
-    """Classification or RetinaNet detection model around a p3..p7 backbone."""
+    """Classification, RetinaNet detection or segmentation model around a p3..p7 backbone."""
+    if task == "segmentation":
+        width = int(backbone.out_channels)
+        filters = setting(config, overrides, "head_filters")
+        return SegmentationModel(backbone, {k: width for k in SEGMENTATION_LEVELS}, num_classes,
+                                 filters=int(filters) if filters is not None else width,
+                                 convs=int(setting(config, overrides, "head_convs")))
     if task == "detection":
         return build_retinanet(backbone, num_classes,
                                image_size=int(setting(config, overrides, "image_size")),
@@ -60,10 +70,10 @@ def _family_builder(family: str):
 
 
 for _family in spinenet_space.FAMILIES:
-    register_builder(_family)(_family_builder(_family))
+    register_builder(_family, tasks=TASKS)(_family_builder(_family))
 
 
-@register_builder("spinenet_scaling")
+@register_builder("spinenet_scaling", tasks=TASKS)
 def build_spinenet_scaling(config: Mapping[str, Any], task: str, num_classes: int,
                            **overrides) -> nn.Module:
     """The ``spinenet_base`` architecture (default SpineNet-49; any searched SpineNet family
@@ -77,7 +87,7 @@ def build_spinenet_scaling(config: Mapping[str, Any], task: str, num_classes: in
     return attach_head(backbone, config, task, num_classes, overrides)
 
 
-register_builder("spinenet49")(build_spinenet_scaling)
+register_builder("spinenet49", tasks=TASKS)(build_spinenet_scaling)
 
 
 def nasfpn_backbone(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> NASFPNBackbone:
@@ -91,7 +101,7 @@ def nasfpn_backbone(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return NASFPNBackbone(pyramid, neck)
 
 
-@register_builder("nasfpn")
+@register_builder("nasfpn", tasks=TASKS)
 def build_nasfpn(config: Mapping[str, Any], task: str, num_classes: int, **overrides
                  ) -> nn.Module:
     """timm pyramid + NAS-FPN neck + head."""

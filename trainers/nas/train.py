@@ -6,18 +6,22 @@
   ``nasfpn``, ... anything registered with :func:`trainers.nas.register_builder`);
 - the architecture parameters by their space names (missing ones take the space defaults);
 - optional augmentation parameters of the ``randaugment`` / ``autoaugment`` spaces (or
-  ``augment``), applied box-aware by :mod:`trainers.nas.augment_ops`;
+  ``augment``), applied box- and mask-aware by :mod:`trainers.nas.augment_ops` (a segmentation
+  task draws from the ``*_segmentation`` op sets);
 - run settings (:class:`NasTrainConfig`) and build settings (``width_scale``, ``depth_scale``,
   ``image_size``, ``head_convs``... see ``trainers.nas.BUILD_SETTINGS`` and
   ``trainers.nas.mobile.MOBILE_SETTINGS``).
 
-Tasks: ``classification`` (``dataset`` ``"digits"`` by default, any :mod:`trainers.data` dataset)
-and ``detection`` (``"synthetic-shapes"`` by default, or ``"coco"`` with ``data_dir``).
+Tasks: ``classification`` (``dataset`` ``"digits"`` by default, any :mod:`trainers.data` dataset),
+``detection`` (``"synthetic-shapes"`` by default, or ``"coco"`` with ``data_dir``) and
+``segmentation`` (``"synthetic-shapes"`` by default, or ``"voc"`` / ``"coco"`` with ``data_dir``;
+:mod:`trainers.nas.segmentation_data`; cross-entropy over the scored pixels).
 
 Every epoch it reports ``epoch, train_loss, val_loss, metric, lr, epoch_time_s,
 train_images_per_s, params, flops, latency_ms, arch, arch_id, arch_params, diverged, failed``
-plus ``val_acc`` (classification) or ``map, map_50, map_75, mar_100`` (detection), and
-``reward`` when ``latency_target`` (ms) is set. ``arch_id`` is the space's ``config_id`` over the
+plus ``val_acc`` (classification), ``map, map_50, map_75, mar_100`` (detection) or ``miou,
+pixel_acc, miou_background_baseline`` (segmentation; ``metric`` is ``miou``), and ``reward``
+when ``latency_target`` (ms) is set. ``arch_id`` is the space's ``config_id`` over the
 parameters the builder actually read; ``arch_params`` names them (comma-separated), so the search
 can tell which new configurations are the same architecture. The epoch count is
 ``ctx.max_epochs``; the LR follows a cosine schedule over it. Checkpoints
@@ -63,8 +67,9 @@ WORST_LOSS = 1e9
 # data
 
 
-class _DetectionAugment(Dataset):
-    """Applies a box-aware policy to ``(image, target)`` samples of a detection dataset."""
+class _PairAugment(Dataset):
+    """Applies a box- or mask-aware policy to the ``(image, target)`` samples of a detection
+    dataset or the ``(image, mask)`` samples of a segmentation dataset."""
 
     def __init__(self, base: Dataset, policy):
         self.base, self.policy = base, policy
@@ -100,14 +105,14 @@ def _detection_loaders(cfg: NasTrainConfig, policy, seed: int):
             "coco", cfg.batch_size, size, data_dir=cfg.data_dir, num_workers=cfg.num_workers, seed=0)
         train_ds = train_loader.dataset
         if policy is not None:
-            train_ds = _DetectionAugment(train_ds, policy)
+            train_ds = _PairAugment(train_ds, policy)
     else:
         n_train = max(1, round(cfg.num_train_images * float(cfg.data_fraction)))
         train_ds = SyntheticShapes(n_train, size, seed=0)
         val_ds = SyntheticShapes(cfg.num_val_images, size, seed=10_000)
         n = SyntheticShapes.num_classes
         if policy is not None:
-            train_ds = _DetectionAugment(train_ds, policy)
+            train_ds = _PairAugment(train_ds, policy)
         val_loader = DataLoader(val_ds, cfg.batch_size, shuffle=False, collate_fn=collate_detection,
                                 num_workers=cfg.num_workers)
     gen = torch.Generator().manual_seed(int(seed))
@@ -115,6 +120,26 @@ def _detection_loaders(cfg: NasTrainConfig, policy, seed: int):
                               collate_fn=collate_detection, num_workers=cfg.num_workers,
                               drop_last=len(train_ds) > cfg.batch_size)
     return train_loader, val_loader, n
+
+
+def _segmentation_loaders(cfg: NasTrainConfig, policy, seed: int):
+    from trainers.nas.segmentation_data import segmentation_datasets
+
+    train_ds, val_ds, n = segmentation_datasets(
+        cfg.resolved_dataset, cfg.resolved_image_size, cfg.num_train_images, cfg.num_val_images,
+        data_dir=cfg.data_dir, data_fraction=float(cfg.data_fraction), seed=0)
+    if policy is not None:
+        train_ds = _PairAugment(train_ds, policy)
+    gen = torch.Generator().manual_seed(int(seed))
+    train_loader = DataLoader(train_ds, cfg.batch_size, shuffle=True, generator=gen,
+                              num_workers=cfg.num_workers,
+                              drop_last=len(train_ds) > cfg.batch_size)
+    val_loader = DataLoader(val_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    return train_loader, val_loader, n
+
+
+_LOADERS = {"classification": _classification_loaders, "detection": _detection_loaders,
+            "segmentation": _segmentation_loaders}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,6 +158,13 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 class _Diverged(Exception):
     pass
+
+
+_FAILED_METRICS: dict[str, dict[str, float]] = {
+    "classification": {"val_acc": 0.0},
+    "detection": {"map": 0.0, "map_50": 0.0},
+    "segmentation": {"miou": 0.0, "pixel_acc": 0.0},
+}
 
 
 def _measure_objectives(model: nn.Module, cfg: NasTrainConfig, device: torch.device) -> dict[str, float]:
@@ -183,11 +215,12 @@ class NasTrainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         policy = policy_from_config(self.raw_config, seed=ctx.seed, task=cfg.task)
-        if cfg.task == "classification":
-            self.train_loader, self.val_loader, n = _classification_loaders(cfg, policy, ctx.seed)
-        else:
-            self.train_loader, self.val_loader, n = _detection_loaders(cfg, policy, ctx.seed)
+        self.train_loader, self.val_loader, n = _LOADERS[cfg.task](cfg, policy, ctx.seed)
         self.num_classes = int(cfg.num_classes or n)
+        if cfg.task == "segmentation":
+            from trainers.nas.metrics import background_baseline
+
+            self.background_miou = background_baseline(self.val_loader, self.num_classes)
         model = get_builder(cfg.arch)(self.builder_cfg, cfg.task, self.num_classes)
         used = self.builder_cfg.used & set(self.space.params)
         self.arch_id = self.space.config_id(dict(self.builder_cfg), used=used)
@@ -196,7 +229,16 @@ class NasTrainer:
         self.model = model.to(self.device)
         self.optimizer = self._make_optimizer(self.model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(cfg.label_smoothing))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=float(cfg.label_smoothing),
+                                             ignore_index=self._ignore_index())
+
+    def _ignore_index(self) -> int:
+        """The target value the loss skips: unscored segmentation pixels, else none (-100)."""
+        if self.cfg.task != "segmentation":
+            return -100
+        from trainers.nas.segmentation_data import IGNORE_INDEX
+
+        return IGNORE_INDEX
 
     def _lr_factor(self, epoch: int) -> float:
         warm = self.cfg.warmup_epochs
@@ -241,46 +283,66 @@ class NasTrainer:
         self.optimizer.step()
 
     def _train_epoch(self) -> tuple[float, int]:
-        model, dev = self.model, self.device
-        model.train()
+        self.model.train()
         # the shuffle order depends on (seed, epoch) only, so a resumed run sees the same batches
         gen = getattr(self.train_loader, "generator", None)
         if gen is not None:
             gen.manual_seed(int(self.ctx.seed) * 100_003 + self.epoch)
         total, images = 0.0, 0
         for batch in self.train_loader:
-            if self.cfg.task == "classification":
-                x, y = batch
-                x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
-                loss = self.criterion(model(x), y)
-                n = len(x)
-            else:
-                imgs, targets = batch
-                imgs = [im.to(dev) for im in imgs]
-                targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
-                loss = sum(model(imgs, targets).values())
-                n = len(imgs)
+            loss, n = self._batch_loss(batch)
             self._step(loss)
             total += float(loss.item()) * n
             images += n
         return total / max(1, images), images
 
-    @torch.no_grad()
-    def _evaluate(self) -> dict[str, float]:
+    def _batch_loss(self, batch) -> tuple[torch.Tensor, int]:
+        """(mean training loss of ``batch``, its number of images)."""
         model, dev = self.model, self.device
+        if self.cfg.task == "detection":
+            imgs, targets = batch
+            imgs = [im.to(dev) for im in imgs]
+            targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
+            return sum(model(imgs, targets).values()), len(imgs)
+        x, y = batch
+        x, y = x.to(dev, non_blocking=True), torch.as_tensor(y).to(dev, non_blocking=True)
+        return self.criterion(model(x), y), len(x)
+
+    def _evaluate(self) -> dict[str, float]:
         if self.cfg.task == "classification":
-            model.eval()
-            loss_sum, correct, n = 0.0, 0, 0
-            for x, y in self.val_loader:
-                x, y = x.to(dev), torch.as_tensor(y).to(dev)
-                logits = model(x)
-                loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-                n += len(x)
-            acc = correct / max(1, n)
-            return {"val_loss": loss_sum / max(1, n), "val_acc": acc, "metric": acc}
+            return self._evaluate_classification()
+        if self.cfg.task == "segmentation":
+            return self._evaluate_segmentation()
+        return self._evaluate_detection()
+
+    @torch.no_grad()
+    def _evaluate_classification(self) -> dict[str, float]:
+        model, dev = self.model, self.device
+        model.eval()
+        loss_sum, correct, n = 0.0, 0, 0
+        for x, y in self.val_loader:
+            x, y = x.to(dev), torch.as_tensor(y).to(dev)
+            logits = model(x)
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(x)
+        acc = correct / max(1, n)
+        return {"val_loss": loss_sum / max(1, n), "val_acc": acc, "metric": acc}
+
+    def _evaluate_segmentation(self) -> dict[str, float]:
+        from trainers.nas.metrics import evaluate_segmentation
+
+        out = evaluate_segmentation(self.model, self.val_loader, self.num_classes, self.device,
+                                    ignore_index=self._ignore_index())
+        out["miou_background_baseline"] = self.background_miou
+        out["metric"] = out["miou"]
+        return out
+
+    @torch.no_grad()
+    def _evaluate_detection(self) -> dict[str, float]:
         from trainers.nas.metrics import evaluate_detection
 
+        model, dev = self.model, self.device
         # losses need train mode in torchvision detectors: keep BatchNorm statistics frozen
         model.train()
         for m in model.modules():
@@ -320,10 +382,9 @@ class NasTrainer:
             "metric": 0.0, "diverged": int(diverged), "failed": 1, "failure_reason": reason,
             "lr": float(self.optimizer.param_groups[0]["lr"]) if getattr(self, "optimizer", None) else 0.0,
         })
-        if self.cfg.task == "classification":
-            metrics["val_acc"] = 0.0
-        else:
-            metrics.update({"map": 0.0, "map_50": 0.0})
+        metrics.update(_FAILED_METRICS[self.cfg.task])
+        if self.cfg.task == "segmentation" and hasattr(self, "background_miou"):
+            metrics["miou_background_baseline"] = self.background_miou
         if self.cfg.latency_target is not None:
             metrics["reward"] = 0.0
         self.ctx.logger.warning("trial failed: %s", reason)
