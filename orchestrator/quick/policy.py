@@ -15,6 +15,9 @@ What it does, in order:
    ``cost_power`` (cost model: mean observed epoch seconds per model and batch size, then per
    model, then overall). Candidates: fresh samples, mutations of the best configurations and
    TPE proposals (:mod:`orchestrator.quick.tpe`: multivariate, grouped, constant liar).
+   Candidates closer than ``min_distance`` to a configuration already proposed are dropped
+   first: a near-duplicate of a trained configuration mostly re-measures its training noise,
+   so the budget goes to configurations that can teach the model something new.
 4. **Failure awareness**: a parameter value that failed ``fail_limit`` times and never ran is
    excluded from then on; other values carry a smoothed failure rate.
 5. **No duplicates**: a ``config_id`` is proposed at most once.
@@ -48,18 +51,23 @@ class QuickPolicy:
             (0, the default, = after every new point; a resumed search then decides exactly
             as the uninterrupted one would, which a lazier refit cannot promise).
         tpe: optional ``proposer(policy, n) -> list[config]`` adding TPE candidates.
+        min_distance: a model candidate must lie at least this far from every configuration
+            proposed so far, in units of the median distance between two random
+            configurations of the space (encoded, each column scaled to [0, 1]); when no
+            candidate is that far, the most distant quarter competes. ``0`` disables it;
+            must be >= 0.
     """
 
     def __init__(self, space: Any, *, max_epochs: int, mode: str = "max", seed: int | None = 0,
                  portfolio: Iterable[Mapping[str, Any]] = (), n_candidates: int = 64,
                  cost_power: float = 0.5, fail_limit: int = 2, min_observed: int = 3,
-                 refit_every: float = 0.0, tpe: Any = None, mutate_prob: float = 0.15,
-                 explore: float = 0.1, min_distance: float = 0.0,
-                 model_peak: bool = False, cost_trees: bool = False) -> None:
+                 refit_every: float = 0.0, tpe: Any = None, min_distance: float = 0.7) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         if int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs!r}")
+        if not float(min_distance) >= 0:
+            raise ValueError(f"min_distance must be >= 0, got {min_distance!r}")
         self.space = space
         self.max_epochs = int(max_epochs)
         self.sign = 1.0 if mode == "max" else -1.0
@@ -70,11 +78,7 @@ class QuickPolicy:
         self.min_observed = int(min_observed)
         self.refit_every = float(refit_every)
         self.tpe = tpe
-        self.mutate_prob = float(mutate_prob)
-        self.explore = float(explore)
         self.min_distance = float(min_distance)
-        self.model_peak = bool(model_peak)
-        self.cost_trees = bool(cost_trees)
         self._scale: tuple[np.ndarray, np.ndarray, float] | None = None
         self.portfolio = self._fit_portfolio(portfolio)
         self.trials: dict[str, dict] = {}   # trial id -> {"config", "cid", "curve", "secs", "state"}
@@ -161,7 +165,7 @@ class QuickPolicy:
         for t in top:
             for _ in range(8):
                 cands.append(self.space.canonical(
-                    self.space.mutate(t["config"], prob=self.mutate_prob, rng=self.rng)))
+                    self.space.mutate(t["config"], prob=0.15, rng=self.rng)))
         if self.tpe is not None:
             cands.extend(self.tpe(self, 2))
         seen, out = set(self.seen), []
@@ -174,31 +178,48 @@ class QuickPolicy:
                 continue
             seen.add(cid)
             out.append(c)
-        if self.min_distance > 0 and out and self.trials:
-            far = self._distance(out) >= self.min_distance
-            out = [c for c, ok in zip(out, far) if ok] or out
-        return out
+        return self._novel(out)
 
-    def _distance(self, cfgs: list[dict]) -> np.ndarray:
+    def _novel(self, cands: list[dict]) -> list[dict]:
+        """``cands`` at least ``min_distance`` from every proposed configuration (the most
+        distant quarter when fewer pass); all of them when the filter is off or nothing was
+        proposed yet."""
+        if self.min_distance <= 0 or not cands or not self.trials:
+            return cands
+        dist = self.distance(cands)
+        cut = min(self.min_distance, float(np.quantile(dist, 0.75)))
+        return [c for c, d in zip(cands, dist) if d >= cut]
+
+    def distance(self, cfgs: list[Mapping[str, Any]]) -> np.ndarray:
+        """Each config's distance to the nearest proposed configuration, in units of the
+        median distance between two random configurations (``inf`` before any proposal)."""
+        if not self.trials:
+            return np.full(len(cfgs), np.inf)
+        lo, span, unit = self._distance_scale()
+        trials = list(self.trials.values())
+        a = (self._encode(cfgs) - lo) / span
+        b = (self._encode([t["config"] for t in trials], [t["cid"] for t in trials]) - lo) / span
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min(axis=1) / unit
+
+    def _distance_scale(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(column minimum, column span, median pairwise distance) of 128 random configs,
+        drawn from a fixed seed so that a resumed search measures distances identically."""
         if self._scale is None:
             ref = np.random.default_rng(0)
-            sample = [self.space.canonical(c) for c in self.space.sample(ref, n=128)]
-            z = self._encode(sample)
-            lo, span = z.min(axis=0), np.maximum(z.max(axis=0) - z.min(axis=0), 1e-9)
+            z = self._encode([self.space.canonical(c) for c in self.space.sample(ref, n=128)])
+            lo = z.min(axis=0)
+            span = np.maximum(z.max(axis=0) - lo, 1e-9)
             z = (z - lo) / span
-            d = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
-            self._scale = (lo, span, float(np.median(d[np.triu_indices(len(z), 1)])))
-        lo, span, unit = self._scale
-        a = (self._encode(cfgs) - lo) / span
-        ts = list(self.trials.values())
-        b = (self._encode([t["config"] for t in ts], [t["cid"] for t in ts]) - lo) / span
-        return np.sqrt(((a[:, None] - b[None]) ** 2).sum(-1)).min(axis=1) / unit
+            d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+            unit = float(np.median(d[np.triu_indices(len(z), 1)]))
+            self._scale = (lo, span, max(unit, 1e-9))
+        return self._scale
 
     def _best_candidate(self) -> dict | None:
         cands = self._candidates()
         if not cands:
             return None
-        if self.rng.random() < self.explore:  # keep exploring a little
+        if self.rng.random() < 0.1:  # keep exploring a little
             return cands[int(self.rng.integers(len(cands)))]
         mu, sd = self.predict(cands)
         best = self.incumbent()
@@ -262,11 +283,7 @@ class QuickPolicy:
 
         rows, ids, ys, epochs = [], [], [], []
         for t in self.trials.values():
-            best = -math.inf
-            for e in sorted(t["curve"]):
-                v = t["curve"][e]
-                if self.model_peak:
-                    best = v = max(best, v)
+            for e, v in t["curve"].items():
                 rows.append(t["config"])
                 ids.append(t["cid"])
                 epochs.append(e / self.max_epochs)
@@ -320,8 +337,6 @@ class QuickPolicy:
         return out
 
     def _cost_ratio(self, cfgs: list[Mapping[str, Any]]) -> np.ndarray:
-        if self.cost_trees:
-            return self._cost_ratio_trees(cfgs)
         by_pair: dict[tuple, list[float]] = {}
         by_model: dict[Any, list[float]] = {}
         every: list[float] = []
@@ -341,18 +356,6 @@ class QuickPolicy:
             secs = by_pair.get(key) or by_model.get(key[0]) or every
             out[i] = max(float(np.mean(secs)) / ref, 0.05)
         return out
-
-    def _cost_ratio_trees(self, cfgs):
-        ts = [t for t in self.trials.values() if t["secs"]]
-        if len(ts) < 2:
-            return np.ones(len(cfgs))
-        from sklearn.ensemble import ExtraTreesRegressor
-        x = self._encode([t["config"] for t in ts], [t["cid"] for t in ts])
-        y = np.log([float(np.mean(t["secs"])) for t in ts])
-        m = ExtraTreesRegressor(n_estimators=16, min_samples_leaf=1, max_features=0.6,
-                                random_state=int(self.rng.integers(2**31)), n_jobs=1).fit(x, y)
-        ref = float(np.median(y))
-        return np.maximum(np.exp(m.predict(self._encode(cfgs)) - ref), 0.05)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict:
