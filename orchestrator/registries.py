@@ -2,7 +2,7 @@
 Optuna; entries are ``"module:function"`` targets imported when an experiment runs).
 
 A searcher factory is ``fn(exp, space) -> ray.tune.search.Searcher``; a scheduler factory is
-``fn(exp, space) -> ray.tune.schedulers.TrialScheduler | None`` (``None`` = FIFO). Declared
+``fn(exp, space) -> ray.tune.schedulers.TrialScheduler | None`` (``None``: Ray's FIFO). Declared
 metadata:
 
 - searchers: ``model_based`` (learns from results), ``needs_discrete`` (grid);

@@ -90,11 +90,12 @@ def test_grid_searcher_enumerates_every_config_once():
 
 
 def test_factories():
-    from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule
-    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+    from ray.tune.schedulers import MedianStoppingRule, PopulationBasedTraining
 
     space = load_space(TOY_SPACE)
-    assert make_scheduler(_exp(), space) is None
+    fifo = make_scheduler(_exp(), space)  # Ray's FIFO, snapshotting at first checkpoints
+    assert type(fifo).__name__ == "ResumableFIFO" and isinstance(fifo, FIFOScheduler)
     a = make_scheduler(_exp(scheduler={"type": "asha", "options": {"grace_period": 2}}), space)
     assert isinstance(a, ASHAScheduler) and a._max_t == 4
     assert isinstance(make_scheduler(_exp(scheduler={"type": "hyperband"}), space),
