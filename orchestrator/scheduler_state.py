@@ -94,7 +94,7 @@ class ResumableScheduler:
         """Hook: fix trial statuses after the saved state is back."""
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        snapshot_on_first_checkpoint(tune_controller)
+        snapshot_on_first_checkpoint(tune_controller, added=True)
         if getattr(self, "_archtune_saved", None) is not None:
             self._archtune_restored[trial.trial_id] = trial
             return
@@ -121,18 +121,23 @@ class ResumableScheduler:
         super().on_trial_remove(tune_controller, trial)
 
 
-def snapshot_on_first_checkpoint(tune_controller: Any) -> None:
-    """Make Tune snapshot the experiment right after each trial's first checkpoint.
+def snapshot_on_first_checkpoint(tune_controller: Any, added: bool = False) -> None:
+    """Make Tune snapshot the experiment when a trial is added (``added``: at the end of this
+    controller step) and right after each trial's first checkpoint.
 
     Tune snapshots at most every ~10 s. A trial started and checkpointed between two snapshots
     is missing from the last one, so after a driver crash the resumed searcher proposes a new
-    trial and the orphan's checkpoint is never used (its work is redone from scratch). Forcing
-    a snapshot once per trial, when it first has a checkpoint, closes that window; later
-    checkpoints are found by :class:`~orchestrator.checkpoints.CheckpointFallback`.
-    Idempotent; ``tune_controller`` is what Tune hands a scheduler (a wrapper around it)."""
+    trial and the orphan's checkpoint is never used (its work is redone from scratch). With the
+    trial in a snapshot before it trains, :class:`~orchestrator.checkpoints.CheckpointFallback`
+    finds whatever it wrote on resume; the snapshot at its first checkpoint also records that
+    checkpoint. ``tune_controller`` is what Tune hands a scheduler (a wrapper around it)."""
     controller = getattr(tune_controller, "_tune_controller", tune_controller)
     manager = getattr(controller, "_checkpoint_manager", None)
-    if manager is None or getattr(manager, "_archtune_first_checkpoints", None) is not None:
+    if manager is None:
+        return
+    if added:
+        manager._should_force_sync_up = True
+    if getattr(manager, "_archtune_first_checkpoints", None) is not None:
         return
     seen: set[str] = set()
     manager._archtune_first_checkpoints = seen
