@@ -348,9 +348,9 @@ def run_trial_faults(workdir: Path, timeout: float = 600.0) -> dict:
     t0 = time.time()
     with open(workdir / "trial_faults.log", "ab") as log:
         try:
-            outcome, code = _attempt([sys.executable, "-m", "orchestrator.cli", "run",
-                                      str(spec_file)], _env(ray_tmp), workdir,
-                                     workdir / "runs", None, log, timeout)
+            _, code = _attempt([sys.executable, "-m", "orchestrator.cli", "run",
+                                str(spec_file)], _env(ray_tmp), workdir,
+                               workdir / "runs", None, log, timeout)
         finally:
             _kill_leftovers(ray_tmp)
             shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -427,7 +427,7 @@ def run_worker_kill(workdir: Path, rng: random.Random, timeout: float = 600.0) -
     try:
         proc = subprocess.run([sys.executable, "-c", WORKER_KILL_DRIVER, json.dumps(spec),
                                str(rng.uniform(0.0, 2.0))], cwd=str(REPO), env=env,
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         _kill_leftovers(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)

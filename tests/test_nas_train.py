@@ -11,16 +11,12 @@ from spaces.library import get_space
 from trainers.api import LocalContext
 from trainers.nas import train as nas_train
 from trainers.nas.train import train
+from nas_for_tests import shallow_mnasnet
 
 
 def tiny_mnasnet(**run) -> dict:
     """A small MnasNet (minimal repeats, narrow) plus fast run settings."""
-    space = get_space("mnasnet")
-    cfg = space.default()
-    for i in range(7):
-        cfg[f"blocks.{i}.repeats"] = space[f"blocks.{i}.repeats"].values[0]
-        cfg[f"blocks.{i}.expansion"] = 3
-        cfg[f"blocks.{i}.width"] = 0.75
+    cfg = shallow_mnasnet(width=0.75)
     cfg.update({"arch": "mnasnet", "width_scale": 0.25, "image_size": 32, "batch_size": 32,
                 "lr": 0.05, "latency_warmup": 1, "latency_repeats": 2})
     cfg.update(run)

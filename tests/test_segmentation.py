@@ -24,17 +24,14 @@ from trainers.nas.segmentation_data import (
 )
 from trainers.nas.settings import NasTrainConfig
 from trainers.nas.train import train
+from nas_for_tests import shallow_mnasnet
 
 torch.set_num_threads(2)
 
 
 def tiny_mnasnet(**run) -> dict:
     """A narrow, shallow MnasNet with fast segmentation run settings."""
-    space = get_space("mnasnet")
-    cfg = space.default()
-    for i in range(7):
-        cfg[f"blocks.{i}.repeats"] = space[f"blocks.{i}.repeats"].values[0]
-        cfg[f"blocks.{i}.expansion"] = 3
+    cfg = shallow_mnasnet()
     cfg.update({"arch": "mnasnet", "task": "segmentation", "width_scale": 0.25,
                 "image_size": 32, "batch_size": 4, "num_train_images": 8, "num_val_images": 4,
                 "optimizer": "adamw", "lr": 3e-3, "head_convs": 1, "head_filters": 16,

@@ -58,7 +58,7 @@ from trainers.nas.settings import (  # noqa: F401 - settings names stay importab
     split_config,
 )
 
-__all__ = ["NasTrainConfig", "TrackedConfig", "train", "WORST_LOSS"]
+__all__ = ["WORST_LOSS", "NasTrainConfig", "TrackedConfig", "train"]
 
 WORST_LOSS = 1e9
 
