@@ -7,7 +7,7 @@ machine); with ``--random N`` it trains N random architectures of
 the space and prints the spread (max - min) of their mAP@50.
 
     python3 bench/detection.py --space spinenet49 --epochs 6          # SpineNet-49, reduced width
-    python3 bench/detection.py --space spinenet --random 10 --epochs 3
+    python3 bench/detection.py --space spinenet --random 10 --epochs 3 [--start 5]
 """
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--random", type=int, default=0, help="train N random architectures")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0,
+                    help="with --random: train architectures start..N-1 only (the same "
+                         "draws as a full run, e.g. to finish an interrupted one)")
     args = ap.parse_args(argv)
     space = get_space(args.space)
     base = {**SMALL_DETECTOR, "arch": args.space,
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     scores = []
     print("| model | mAP@50 per epoch | final mAP@50 | wall s | CPU s |")
     print("|---|---|---|---|---|")
-    for k, arch in enumerate(archs):
+    for k, arch in list(enumerate(archs))[args.start:]:
         r = train_one({**base, **arch}, args.epochs, args.threads, args.seed)
         scores.append(r["map_50"])
         print(f"| {args.space} #{k} | {r['curve']} | {r['map_50']:.3f} | {r['seconds']} | "

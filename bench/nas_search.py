@@ -7,9 +7,9 @@ The table (``bench/data/nas_mnasnet_digits.json.gz``, made by ``bench/record_nas
 is replayed by the search-quality harness of ``bench/search_quality.py`` (its discrete-event
 simulator, 2 workers, the real searcher and scheduler objects, normalized regret over seeds
 1000...; budgets in full trainings of ``space.default()``). The methods are the harness's random,
-TPE and standalone-Optuna rows plus archtune's ``evolution`` (regularized evolution,
-population ``--population``, tournament ``--sample``) and ``local`` searchers, each with FIFO
-and with ASHA.
+TPE, standalone-Optuna and ``quick`` (archtune's default search) rows plus archtune's
+``evolution`` (regularized evolution, population ``--population``, tournament ``--sample``) and
+``local`` searchers, each with FIFO and with ASHA; ``--methods`` picks rows.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from bench import search_quality as sq
 __all__ = ["main", "nas_methods"]
 
 BASELINES = ("random+fifo", "random+asha", "archtune tpe+fifo", "archtune tpe+asha",
-             "optuna tpe+sh (standalone)")
+             "optuna tpe+sh (standalone)", "archtune quick+fifo", "archtune quick+asha")
 
 
 def _variation_method(searcher: str, scheduler: str, options: dict[str, Any]) -> Callable:
@@ -74,13 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mutation-prob", type=float, default=0.2)
     ap.add_argument("--json", type=Path, default=None, help="also write the raw regrets here")
     ap.add_argument("--plots", type=Path, default=None, help="write regret plots here")
+    ap.add_argument("--methods", nargs="*", default=None,
+                    help="only these rows (default: the baselines, quick and ours)")
     args = ap.parse_args(argv)
     ours = nas_methods(args.population, args.sample, args.mutation_prob)
     sq.METHODS.update(ours)
+    methods = args.methods or list(BASELINES) + list(ours)
+    unknown = sorted(set(methods) - set(sq.METHODS))
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; valid: {sorted(sq.METHODS)}")
     paths = args.tables or sorted((ROOT / "bench" / "data").glob("nas_*.json.gz"))
     tables = sq.load_tables(paths)
-    res = sq.evaluate(tables, list(BASELINES) + list(ours), args.seeds, args.budgets,
-                      args.workers)
+    res = sq.evaluate(tables, methods, args.seeds, args.budgets, args.workers)
     print(sq.table_markdown(res, args.budgets, args.seeds))
     if args.plots:
         args.plots.mkdir(parents=True, exist_ok=True)

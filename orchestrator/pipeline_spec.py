@@ -15,7 +15,7 @@ A pipeline file::
         image_size: [8, 16]
         epochs: [3]
       target_tau: 0.65
-    search: {num_samples: 16, searcher: {type: tpe, seed: 0}}
+    search: {num_samples: 16}      # searcher: archtune's default search (quick) unless named
     final: {top_n: 3}
     augment: {space: randaugment}
 
@@ -73,11 +73,12 @@ class ProxyStage:
 
 @dataclass(frozen=True, kw_only=True)
 class SearchStage:
-    """Architecture search on the proxy (``searcher``/``scheduler`` as in an experiment file);
+    """Architecture search on the proxy (``searcher``/``scheduler`` as in an experiment file;
+    the searcher defaults to archtune's default search, ``quick``, as in an experiment file);
     ``max_epochs`` is the proxy length, the proxy settings override ``data``."""
 
     num_samples: int = 20
-    searcher: Mapping[str, Any] = field(default_factory=lambda: {"type": "tpe"})
+    searcher: Mapping[str, Any] = field(default_factory=lambda: {"type": "quick"})
     scheduler: Mapping[str, Any] = field(default_factory=dict)
     time_budget_s: float | None = None
 
