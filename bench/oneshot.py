@@ -44,6 +44,19 @@ def _train(fn, config: dict, root: Path, name: str, epochs: int, seed: int = 0):
     return ctx, time.perf_counter() - t0
 
 
+def _val_subset(val_loader, n: int) -> list:
+    """``[(x, y)]``: ``n`` validation images drawn without replacement (seed 0), or all of them
+    when ``n`` is 0 or at least the split's size."""
+    import torch
+
+    xs, ys = zip(*((x, torch.as_tensor(y)) for x, y in val_loader))
+    x, y = torch.cat(xs), torch.cat(ys)
+    if 0 < n < len(y):
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
+        x, y = x[idx], y[idx]
+    return [(x, y)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/oneshot_results.json")
@@ -68,6 +81,16 @@ def main() -> None:
                          "is the subnet's stand-alone score")
     ap.add_argument("--sampling", default="sandwich", choices=("uniform", "fair", "sandwich"),
                     help="supernet paths per step (trainers/oneshot/settings.py)")
+    ap.add_argument("--supernet-batch-size", type=int, default=0,
+                    help="batch size of the supernet training (0: --batch-size)")
+    ap.add_argument("--batch-size", type=int, default=64,
+                    help="batch size of the stand-alone and final trainings and of the "
+                         "BatchNorm recalibration batches")
+    ap.add_argument("--inplace-distill", action="store_true",
+                    help="sandwich only: smaller paths learn from the largest path's predictions")
+    ap.add_argument("--score-val-images", type=int, default=0,
+                    help="inherited-weight scores (fidelity, ranking, search) on this many "
+                         "validation images, a fixed random subset (0: all)")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -86,9 +109,10 @@ def main() -> None:
     from trainers.oneshot.train import data_loaders, load_supernet, train_subnet, train_supernet
 
     torch.set_num_threads(1)
-    settings = {"dataset": "digits", "image_size": 16, "batch_size": 64, "device": "cpu",
+    settings = {"dataset": "digits", "image_size": 16, "batch_size": a.batch_size, "device": "cpu",
                 "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
                 "data_fraction": a.data_fraction, "sampling": a.sampling,
+                "inplace_distill": a.inplace_distill,
                 "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
@@ -96,8 +120,10 @@ def main() -> None:
     def save() -> None:
         Path(a.out).write_text(json.dumps(out, indent=2, default=str))
 
-    sctx, t_super = _train(train_supernet, {**settings, "eval_subnets": 1}, root, "supernet",
-                           a.supernet_epochs)
+    super_batch = a.supernet_batch_size or a.batch_size
+    sctx, t_super = _train(train_supernet, {**settings, "eval_subnets": 1,
+                                            "batch_size": super_batch},
+                           root, "supernet", a.supernet_epochs)
     ckpt = sctx.last_checkpoint
     out["supernet"] = {"seconds": t_super, "val_acc_last": sctx.results[-1]["val_acc"]}
     print(f"supernet: {t_super:.1f}s, probe val_acc {sctx.results[-1]['val_acc']:.3f}", flush=True)
@@ -107,7 +133,8 @@ def main() -> None:
     space = search_space(net)
     cfg = OneShotConfig.from_dict(settings)
     tl, vl = data_loaders(cfg, 0)
-    ev = SubnetEvaluator(net, tl, vl, cfg.bn_recalib_batches, "cpu")
+    ev = SubnetEvaluator(net, tl, _val_subset(vl, a.score_val_images), cfg.bn_recalib_batches,
+                         "cpu")
     mut = RandomMutator(net, seed=1)
     archs, seen = [], set()
     while len(archs) < a.subnets:

@@ -9,6 +9,7 @@ from torch import nn
 
 from spaces.errors import SpaceError
 from trainers.api import LocalContext
+from trainers.errors import TrainerError
 from trainers.nas.objectives import count_params
 from trainers.oneshot import (
     DartsMutator,
@@ -233,12 +234,14 @@ def _supernet_run(tmp_path, name, epochs, restore=None, **extra):
     return ctx, train_supernet, cfg
 
 
-@pytest.mark.parametrize("strategy,sampling", [("spos", "uniform"), ("darts", "uniform"),
-                                               ("spos", "fair"), ("spos", "sandwich")])
-def test_supernet_checkpoint_resume_is_exact(tmp_path, strategy, sampling):
+@pytest.mark.parametrize("strategy,sampling,distill", [
+    ("spos", "uniform", False), ("darts", "uniform", False), ("spos", "fair", False),
+    ("spos", "sandwich", False), ("spos", "sandwich", True)])
+def test_supernet_checkpoint_resume_is_exact(tmp_path, strategy, sampling, distill):
     from trainers.checkpoint import read_checkpoint
 
-    ctx, train, cfg = _supernet_run(tmp_path, "full", 2, strategy=strategy, sampling=sampling)
+    ctx, train, cfg = _supernet_run(tmp_path, "full", 2, strategy=strategy, sampling=sampling,
+                                    inplace_distill=distill)
     train(cfg, ctx)
     full = read_checkpoint(ctx.last_checkpoint)
     stop_after_one = LocalContext(tmp_path / "half", seed=1, max_epochs=2, num_cpus=1,
@@ -333,3 +336,66 @@ def test_nni_classic_nas_json_maps_onto_the_models_decisions():
         out = net(torch.zeros(1, 3, 8, 8))
         assert out.shape[1] == cfg["width"]
     assert len(seen) > 10                       # NNI samples reach many of the 28 architectures
+
+
+def test_inplace_distill_needs_spos_sandwich():
+    from trainers.oneshot.settings import OneShotConfig
+
+    assert OneShotConfig(sampling="sandwich", inplace_distill=True).inplace_distill
+    for bad in ({"sampling": "uniform"}, {"strategy": "darts", "sampling": "sandwich"}):
+        with pytest.raises(TrainerError, match="inplace_distill"):
+            OneShotConfig(inplace_distill=True, **bad)
+    with pytest.raises(TrainerError, match="inplace_distill must be a bool"):
+        OneShotConfig(sampling="sandwich", inplace_distill="yes")
+
+
+def test_path_loss_is_soft_cross_entropy_with_a_teacher():
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from trainers.oneshot.settings import OneShotConfig
+    from trainers.oneshot.train import _path_loss
+
+    loop = SimpleNamespace(cfg=OneShotConfig())
+    logits, y = torch.randn(5, 10), torch.tensor([0, 3, 9, 2, 2])
+    hard = _path_loss(loop, logits, y, None)
+    assert torch.allclose(hard, F.cross_entropy(logits, y))
+    assert torch.allclose(_path_loss(loop, logits, y, F.one_hot(y, 10).float()), hard)
+    teacher = torch.randn(5, 10).softmax(1)
+    expected = F.kl_div(F.log_softmax(logits, 1), teacher, reduction="batchmean") \
+        - (teacher * teacher.log()).sum(1).mean()
+    assert torch.allclose(_path_loss(loop, logits, y, teacher), expected, atol=1e-6)
+
+
+def test_skip_op_is_identity_when_shapes_allow_and_a_projection_otherwise():
+    kw = {"ops": ("conv", "mbconv", "skip")}
+    net = mnasnet_supernet(**kw)
+    space = search_space(net)
+    cfg = space.canonical({**space.default(), "blocks.1.op": "skip", "blocks.1.width": 1.0,
+                           "blocks.2.op": "skip", "blocks.2.width": 0.5})
+    sub = build_subnet(net, cfg)
+    alone = standalone(cfg, **kw)
+    assert isinstance(sub.blocks[2].op, nn.Identity)
+    assert isinstance(alone.backbone.stages[2][0], nn.Identity)
+    assert isinstance(sub.blocks[1].op.proj[0], nn.Conv2d)
+    assert sub.blocks[1].op.proj[0].stride == (2, 2)
+    assert count_params(sub) == count_params(alone)
+    net.eval()
+    sub.eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        FixedMutator(net, cfg)
+        assert torch.allclose(net(x), sub(x), atol=1e-5)
+        assert alone.eval()(x).shape == (4, 10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_subnets_with_skip_match_their_standalone_build(seed):
+    kw = {"ops": ("conv", "mbconv", "skip"), "widths": (0.25, 0.5, 1.0)}
+    net = mnasnet_supernet(**kw)
+    space = search_space(net)
+    for _ in range(4):
+        cfg = space.canonical(space.sample(np.random.default_rng(seed)))
+        seed += 10
+        assert count_params(build_subnet(net, cfg)) == count_params(standalone(cfg, **kw))

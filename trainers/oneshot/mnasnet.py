@@ -6,10 +6,15 @@ Structure (mirrors :class:`trainers.nas.mobile.MobileBackbone` +
 entry of ``filters`` -> head conv 1x1 -> global average pool -> dropout -> linear.
 Decisions per block ``i`` (keys as in the ``mnasnet`` library space):
 
-- ``blocks.<i>.op``        OperationSpace {conv, mbconv}
-- ``blocks.<i>.kernel``    ValueSpace ``kernels`` (shared by both ops; centre-cropped)
+- ``blocks.<i>.op``        OperationSpace ``ops`` from {conv, mbconv, skip}
+- ``blocks.<i>.kernel``    ValueSpace ``kernels`` (shared by conv and mbconv; centre-cropped;
+  ignored by skip)
 - ``blocks.<i>.width``     ValueSpace ``widths`` x the block's filters (sliced channels)
 - ``blocks.<i>.expansion`` ValueSpace ``expansions``, active iff op == mbconv
+
+``skip`` (FBNet's skip, ProxylessNAS's zero op made shape-safe) is the identity when the
+block's stride is 1 and its input and output widths are equal, otherwise a 1x1 conv-BN
+projection (no activation) with the block's stride; it makes the depth searchable.
 
 Widths are ``make_divisible(filters * width * width_scale, 8)`` as in the ``nas`` builders, so
 :func:`standalone` builds exactly the network :func:`~trainers.oneshot.build_subnet` exports.
@@ -27,7 +32,8 @@ from trainers.nas.blocks import ConvBnAct, make_divisible
 from trainers.oneshot import ops
 from trainers.oneshot.mutables import OperationSpace, ValueSpace, derive, value_of
 
-__all__ = ["SUPERNET_DEFAULTS", "MnasNetSupernet", "mnasnet_supernet", "standalone"]
+__all__ = ["SUPERNET_DEFAULTS", "MnasNetSupernet", "mnasnet_supernet", "skip_layer",
+           "standalone"]
 
 SUPERNET_DEFAULTS: dict[str, Any] = {
     "num_classes": 10, "in_channels": 3, "width_scale": 1.0, "stem_filters": 16,
@@ -90,6 +96,30 @@ class SuperMBConv(nn.Module):
         return self
 
 
+class SuperSkip(nn.Module):
+    """The ``skip`` op: identity when shapes allow, else a 1x1 conv-BN projection."""
+
+    def __init__(self, cin: Any, cout: Any, stride: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(ops.Conv2d(cin, cout, 1, stride), ops.BatchNorm2d(cout))
+        self.cin, self.cout, self.stride = cin, cout, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if _skip(self.stride, self.cin, self.cout) else self.proj(x)
+
+    def export_subnet(self) -> nn.Module:
+        """``nn.Identity`` when shapes allow (as :func:`skip_layer` builds it)."""
+        return nn.Identity() if _skip(self.stride, self.cin, self.cout) else self
+
+
+def skip_layer(cin: int, cout: int, stride: int) -> nn.Module:
+    """The stand-alone ``skip`` op: ``nn.Identity`` when ``stride == 1`` and ``cin == cout``,
+    else ``Sequential(Conv2d 1x1 (no bias), BatchNorm2d)`` with ``stride``."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class SuperBlock(nn.Module):
     """One searched block: width, kernel, op (and, inside mbconv, expansion)."""
 
@@ -107,8 +137,10 @@ class SuperBlock(nn.Module):
             elif name == "mbconv":
                 exp = ValueSpace(expansions, key=f"blocks.{index}.expansion")
                 cands[name] = SuperMBConv(cin, self.out_channels, stride, self.kernel, exp)
+            elif name == "skip":
+                cands[name] = SuperSkip(cin, self.out_channels, stride)
             else:
-                raise TrainerError(f"unknown op {name!r}; valid: conv, mbconv")
+                raise TrainerError(f"unknown op {name!r}; valid: conv, mbconv, skip")
         self.op = OperationSpace(cands)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,21 +190,31 @@ def mnasnet_supernet(**kwargs: Any) -> MnasNetSupernet:
 
 def standalone(config: Mapping[str, Any], **kwargs: Any) -> nn.Module:
     """The architecture ``config`` built from scratch by :mod:`trainers.nas.mobile`
-    (``MobileBackbone`` + ``ClassificationModel``), for supernet arguments ``kwargs``."""
+    (``MobileBackbone`` + ``ClassificationModel``), for supernet arguments ``kwargs``; a
+    ``skip`` block's stage is :func:`skip_layer`."""
     from spaces.library.mnasnet import MobileBlockSpec
     from trainers.nas.heads import ClassificationModel
     from trainers.nas.mobile import MobileBackbone
 
     a = {**SUPERNET_DEFAULTS, **kwargs}
-    specs = []
+    ws = float(a["width_scale"])
+    specs, skips = [], []
+    cin = make_divisible(a["stem_filters"] * ws, 8)
     for i, (f, s) in enumerate(zip(a["filters"], a["strides"])):
         op = config[f"blocks.{i}.op"]
+        filters = f * float(config[f"blocks.{i}.width"])
+        cout = make_divisible(filters * ws, 8)
+        if op == "skip":
+            skips.append((i, skip_layer(cin, cout, int(s))))
         specs.append(MobileBlockSpec(
-            op=op, repeats=1, filters=f * float(config[f"blocks.{i}.width"]), stride=int(s),
+            op="conv" if op == "skip" else op, repeats=1, filters=filters, stride=int(s),
             kernel=int(config[f"blocks.{i}.kernel"]),
             expansion=int(config[f"blocks.{i}.expansion"]) if op == "mbconv" else 1,
             se=0.0, activation="relu"))
-    backbone = MobileBackbone(specs, a["stem_filters"], a["head_filters"],
-                              float(a["width_scale"]), int(a["in_channels"]))
+        cin = cout
+    backbone = MobileBackbone(specs, a["stem_filters"], a["head_filters"], ws,
+                              int(a["in_channels"]))
+    for i, layer in skips:
+        backbone.stages[i] = nn.Sequential(layer)
     return ClassificationModel(backbone, int(a["num_classes"]), levels=("head",),
                                drop_rate=float(a["drop_rate"]))

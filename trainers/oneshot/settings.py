@@ -32,6 +32,9 @@ class OneShotConfig:
             ``"fair"`` (strict fairness, FairNAS: one path per choice, every choice of every
             decision once) or ``"sandwich"`` (largest, smallest and one random path); the
             gradients of a step's paths are averaged before one update.
+        inplace_distill: ``sampling: sandwich`` only: the largest path learns from the labels,
+            the smallest and the random path from the largest path's softened predictions
+            (in-place distillation, OFA / BigNAS; the teacher's output is detached).
         tau: Gumbel-softmax temperature of ValueSpaces under ``darts``.
         dataset, data_fraction, val_fraction, image_size, batch_size, num_workers: the data
             (:class:`trainers.data.DataConfig`).
@@ -52,6 +55,7 @@ class OneShotConfig:
     supernet_args: Mapping[str, Any] = field(default_factory=dict)
     strategy: str = "spos"
     sampling: str = "uniform"
+    inplace_distill: bool = False
     tau: float = 1.0
     dataset: str = "digits"
     data_fraction: float = 1.0
@@ -78,6 +82,11 @@ class OneShotConfig:
             problems.append(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.sampling not in SAMPLINGS:
             problems.append(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if not isinstance(self.inplace_distill, bool):
+            problems.append(f"inplace_distill must be a bool, got {self.inplace_distill!r}")
+        elif self.inplace_distill and (self.strategy, self.sampling) != ("spos", "sandwich"):
+            problems.append(f"inplace_distill needs strategy 'spos' with sampling 'sandwich', "
+                            f"got {self.strategy!r} with {self.sampling!r}")
         if self.init not in INITS:
             problems.append(f"init must be one of {INITS}, got {self.init!r}")
         if self.init == "inherit" and not self.supernet_checkpoint:

@@ -3,7 +3,8 @@
 ``train_supernet(config, ctx)`` (registered as ``supernet``) trains a weight-sharing supernet:
 ``strategy: spos`` samples one uniform random path per step (single-path one-shot), or, with
 ``sampling: fair`` / ``sandwich``, several paths whose gradients are averaged (FairNAS strict
-fairness / the sandwich rule);
+fairness / the sandwich rule, with ``inplace_distill`` the smaller paths learning from the
+largest path's predictions);
 ``strategy: darts`` alternates an architecture step (Adam on the :class:`DartsMutator` logits,
 on a validation batch) with a weight step (SGD, training batch). Each epoch reports
 ``epoch, train_loss, val_acc, val_acc_max, val_loss, metric, lr, epoch_time_s, num_decisions``
@@ -157,6 +158,15 @@ class _Loop:
 _SAMPLERS = {"uniform": RandomMutator, "fair": FairMutator, "sandwich": SandwichMutator}
 
 
+def _path_loss(loop: _Loop, logits: torch.Tensor, y: torch.Tensor,
+               teacher: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy with the labels, or with ``teacher`` probabilities when given (in-place
+    distillation)."""
+    if teacher is None:
+        return F.cross_entropy(logits, y, label_smoothing=float(loop.cfg.label_smoothing))
+    return -(teacher * F.log_softmax(logits, 1)).sum(1).mean()
+
+
 def _spos_epoch(loop: _Loop, mutator: RandomMutator) -> float:
     mutator.rng = np.random.default_rng([int(loop.ctx.seed), loop.epoch])
     total, n = 0.0, 0
@@ -165,9 +175,13 @@ def _spos_epoch(loop: _Loop, mutator: RandomMutator) -> float:
         paths = mutator.paths() if hasattr(mutator, "paths") else [mutator.sample()]
         loop.optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
+        teacher = None
         for cfg in paths:
             mutator.apply(cfg)
-            loss = loop.loss(x, y) / len(paths)
+            logits = loop.model(x)
+            loss = _path_loss(loop, logits, y, teacher) / len(paths)
+            if loop.cfg.inplace_distill and teacher is None:
+                teacher = logits.detach().softmax(1)
             if not torch.isfinite(loss):
                 raise TrainerError(f"non-finite training loss at epoch {loop.epoch + 1}")
             loss.backward()
