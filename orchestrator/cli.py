@@ -9,6 +9,7 @@
                                                        the mutables of a model (one-shot NAS)
     archtune train --config cfg.yaml [--epochs N]      train one configuration locally
     archtune report DIR                                table + plots of an experiment
+    archtune report DIR --compare OTHER [...]          ... and every experiment's Pareto front
     archtune tensorboard DIR                           TensorBoard on the experiment (127.0.0.1)
 
 Exit status: 0 ok, 2 invalid input (experiment file, space, trainer config), 1 other errors.
@@ -220,20 +221,22 @@ def cmd_train(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .report import make_report
-
-    from .report import parse_objectives
+    from .report import make_report, parse_objectives
 
     objectives = parse_objectives(a.pareto) if a.pareto else None
     rep = make_report(a.dir, plots=not a.no_plots, pareto=objectives,
-                      filesystem=_filesystem_arg(a))
+                      filesystem=_filesystem_arg(a), compare=a.compare or ())
     print(rep["table"])
     b = rep["best"]
     if b["best_metric"] is not None:
         print(f"\nbest {b['metric']} ({b['mode']}): {b['best_metric']:.4f} (trial {b['trial']})")
         for k, v in b["config"].items():
             print(f"  {k}: {v}")
-    if rep["pareto"] is not None:
+    if a.compare:
+        for f in rep["fronts"]:
+            print(f"\nPareto front of {f.label} ({len(f.front)} trials):")
+            print(f.front.to_string(index=False, max_colwidth=24))
+    elif rep["pareto"] is not None:
         print(f"\nPareto front ({len(rep['pareto'])} trials):")
         print(rep["pareto"].to_string(index=False, max_colwidth=24))
     for p in rep["plots"]:
@@ -326,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pareto", default=None, metavar="OBJ:MODE,...",
                    help="Pareto front over these columns, e.g. val_acc:max,latency_ms:min "
                         "(default: the metric vs latency_ms or params when reported)")
+    r.add_argument("--compare", nargs="+", default=None, metavar="OTHER_DIR",
+                   help="other experiment folders: plot every experiment's trials and Pareto "
+                        "front on one pareto.png (labelled by experiment name) and print "
+                        "each front")
     r.add_argument("--storage-filesystem", default=None, metavar="OPTIONS", help=fs_help)
     r.set_defaults(fn=cmd_report)
 

@@ -7,11 +7,16 @@ per-trial TensorBoard scalars for time series, and writes into ``DIR/report/``:
 - ``param_<name>.png``: objective vs each of the top parameters (most varied first);
 - ``pareto.csv`` / ``pareto.png``: the non-dominated trials for two or more objectives (e.g.
   accuracy vs latency for architecture search).
+
+``make_report(DIR, compare=[OTHER, ...])`` compares experiments: ``pareto.png`` then shows every
+experiment's trials and front on one figure (labelled by experiment name) and
+``pareto_compare.csv`` holds every front with an ``experiment`` column.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +30,9 @@ from .pareto import nondominated
 from .runner import Results
 from .selection import objective_value
 
-__all__ = ["make_report", "format_table", "pareto_table", "parse_objectives",
-           "default_objectives", "plot_best_so_far", "plot_param", "plot_pareto"]
+__all__ = ["ExperimentFront", "default_objectives", "experiment_fronts", "experiment_label",
+           "format_table", "make_report", "pareto_table", "parse_objectives", "plot_best_so_far",
+           "plot_fronts", "plot_param", "plot_pareto"]
 
 _SHOW_METRICS = ("val_acc", "val_loss", "train_loss", "epoch_time_s")
 
@@ -111,6 +117,51 @@ def pareto_table(df: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> pd.
     return ok[keep][cols + [c for c in ok.columns if c.startswith("config/")]]
 
 
+@dataclass(frozen=True)
+class ExperimentFront:
+    """One experiment of a comparison: its label, every trial, and its Pareto front."""
+
+    label: str
+    trials: pd.DataFrame
+    front: pd.DataFrame
+
+
+def experiment_label(res: Results, filesystem: Any = None) -> str:
+    """The experiment's ``name`` from the ``experiment.yaml`` saved with its results, else the
+    folder's name."""
+    import yaml
+
+    from .runner import SPEC_FILE
+
+    spec = storage.resolve(res.path, filesystem) / SPEC_FILE
+    try:
+        name = (yaml.safe_load(spec.read_text()) or {}).get("name") if spec.is_file() else None
+    except (OSError, yaml.YAMLError, AttributeError):
+        name = None
+    return str(name) if name else Path(str(res.path).rstrip("/")).name
+
+
+def experiment_fronts(results: Sequence[Results], objectives: Sequence[tuple[str, str]],
+                      filesystem: Any = None) -> list[ExperimentFront]:
+    """The front of each experiment for the same ``objectives``, in the given order.
+
+    Labels are the experiment names (:func:`experiment_label`); a repeated name gets its
+    folder appended. Raises :class:`ArchtuneError` naming the experiment folder when one lacks
+    an objective column.
+    """
+    fronts: list[ExperimentFront] = []
+    for res in results:
+        label = experiment_label(res, filesystem)
+        if label in {f.label for f in fronts}:
+            label = f"{label} ({res.path})"
+        try:
+            front = pareto_table(res.dataframe, objectives)
+        except ArchtuneError as exc:
+            raise ArchtuneError(f"{res.path}: {exc}") from None
+        fronts.append(ExperimentFront(label, res.dataframe, front))
+    return fronts
+
+
 def _pyplot():
     import matplotlib
 
@@ -139,6 +190,27 @@ def plot_pareto(df: pd.DataFrame, front: pd.DataFrame, objectives: Sequence[tupl
     ax.set_xlabel(xn)
     ax.set_ylabel(yn)
     ax.legend()
+    return _save(fig, out / "pareto.png")
+
+
+def plot_fronts(fronts: Sequence[ExperimentFront], objectives: Sequence[tuple[str, str]],
+                out: Path) -> str:
+    """``out/pareto.png``: the trials and the front of every experiment (one colour each) for
+    two objectives (x: the second)."""
+    (yn, _), (xn, _) = objectives
+    fig, ax = _pyplot().subplots(figsize=(6.5, 4.5))
+    for i, f in enumerate(fronts):
+        color = f"C{i % 10}"
+        ax.scatter(pd.to_numeric(f.trials[xn], errors="coerce"),
+                   pd.to_numeric(f.trials[yn], errors="coerce"),
+                   s=14, alpha=0.35, color=color, label=f"{f.label}: trials")
+        front = f.front.sort_values(xn)
+        ax.step(front[xn], front[yn], where="post", color=color, marker="o",
+                label=f"{f.label}: front")
+    ax.set_xlabel(xn)
+    ax.set_ylabel(yn)
+    ax.set_title("Pareto fronts")
+    ax.legend(fontsize="small")
     return _save(fig, out / "pareto.png")
 
 
@@ -195,8 +267,10 @@ def plot_param(df: pd.DataFrame, column: str, metric: str, out: Path) -> str:
 
 def make_report(path: str | Path, *, plots: bool = True,
                 pareto: Sequence[tuple[str, str]] | None = None,
-                filesystem: Any = None) -> dict[str, Any]:
-    """Write the report; returns {"table": str, "best": {...}, "plots": [paths], "pareto": df}.
+                filesystem: Any = None,
+                compare: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Write the report; returns {"table": str, "best": {...}, "plots": [paths], "pareto": df,
+    "fronts": [ExperimentFront]}.
 
     ``path`` is a local folder or a URI (``s3://...``, read and written through ``pyarrow.fs``
     as :func:`orchestrator.runner.run` writes it; ``filesystem`` for an endpoint such as
@@ -204,21 +278,33 @@ def make_report(path: str | Path, *, plots: bool = True,
     against ``latency_ms`` (or ``params``) when the trials reported one (the NAS trainer
     does). The front is written to ``report/pareto.csv`` (and ``report/pareto.png`` for two
     objectives). Returned paths are where the files were written (URIs on remote storage).
+
+    ``compare`` names other experiment folders (same ``filesystem``) to compare with: each
+    needs the objective columns (``pareto``, else the default objectives of ``path``); their
+    fronts, ``path``'s first, are returned as ``"fronts"`` and written to
+    ``report/pareto_compare.csv``, and ``report/pareto.png`` shows all of them. Without
+    ``compare``, ``"fronts"`` holds ``path``'s front alone (empty when there is none).
     """
     import tempfile
 
     res = Results.load(path, filesystem)
+    others = [Results.load(p, filesystem) for p in compare]
+    fronts, objectives = _compared_fronts(res, others, pareto, filesystem)
     dest = storage.resolve(res.path, filesystem) / "report"
     with tempfile.TemporaryDirectory(prefix="archtune_report_") as tmp:
         out = Path(dest.path) if dest.is_local else Path(tmp)
-        front, written = _write_report(res, out, plots, pareto)
+        front, written = _write_report(res, out, plots and not others, pareto)
+        if others:
+            written = _write_comparison(fronts, objectives, out, plots) + written
+            if plots:
+                written += _write_metric_plots(res, out)
         if not dest.is_local:  # the files were made locally: copy them next to the results
             written = [_upload(Path(f), dest / Path(f).name) for f in written]
     return {"table": format_table(res), "best": {"metric": res.metric, "mode": res.mode,
                                                  "best_metric": res.best_metric,
                                                  "trial": res.best_trial,
                                                  "config": res.best_config},
-            "plots": written, "results": res, "pareto": front}
+            "plots": written, "results": res, "pareto": front, "fronts": fronts}
 
 
 def _upload(local: Path, target: storage.Location) -> str:
@@ -239,13 +325,50 @@ def _write_report(res: Results, out: Path, plots: bool,
         written.append(str(out / "pareto.csv"))
         if plots and len(objectives) == 2:
             written.append(plot_pareto(df, front, objectives, out))
-    if plots and not df.empty and res.metric in df.columns:
-        out.mkdir(parents=True, exist_ok=True)
-        ok = df[_competing(df, res.metric)]
-        best_plot = plot_best_so_far(df, res.metric, res.mode, out)
-        written += [best_plot] if best_plot else []
-        written += [plot_param(ok, c, res.metric, out) for c in _top_params(ok, res.metric)]
-    return front, written
+    return front, written + (_write_metric_plots(res, out) if plots else [])
+
+
+def _write_metric_plots(res: Results, out: Path) -> list[str]:
+    """``best_so_far.png`` and the ``param_<name>.png`` plots of ``res.metric``."""
+    df = res.dataframe
+    if df.empty or res.metric not in df.columns:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    ok = df[_competing(df, res.metric)]
+    best_plot = plot_best_so_far(df, res.metric, res.mode, out)
+    written = [best_plot] if best_plot else []
+    return written + [plot_param(ok, c, res.metric, out) for c in _top_params(ok, res.metric)]
+
+
+def _compared_fronts(res: Results, others: Sequence[Results],
+                     pareto: Sequence[tuple[str, str]] | None, filesystem: Any
+                     ) -> tuple[list[ExperimentFront], list[tuple[str, str]] | None]:
+    """The fronts of ``res`` and ``others`` and the objectives they are taken on (nothing is
+    written; a missing objective raises :class:`ArchtuneError` before any file is)."""
+    objectives = list(pareto) if pareto else default_objectives(res.dataframe, res.metric,
+                                                                res.mode)
+    if not others:
+        if objectives and not res.dataframe.empty:
+            return experiment_fronts([res], objectives, filesystem), objectives
+        return [], objectives
+    if not objectives:
+        raise ArchtuneError(f"{res.path}: no objectives to compare fronts on: pass --pareto "
+                            f"(e.g. val_acc:max,latency_ms:min)")
+    return experiment_fronts([res, *others], objectives, filesystem), objectives
+
+
+def _write_comparison(fronts: Sequence[ExperimentFront], objectives: Sequence[tuple[str, str]],
+                      out: Path, plots: bool) -> list[str]:
+    """``pareto_compare.csv`` (every front, an ``experiment`` column first) and, for two
+    objectives with ``plots``, the combined ``pareto.png``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([f.front.assign(experiment=f.label) for f in fronts], ignore_index=True)
+    table = table[["experiment"] + [c for c in table.columns if c != "experiment"]]
+    table.to_csv(out / "pareto_compare.csv", index=False)
+    written = [str(out / "pareto_compare.csv")]
+    if plots and len(objectives) == 2:
+        written.append(plot_fronts(fronts, objectives, out))
+    return written
 
 
 def _competing(df: pd.DataFrame, metric: str) -> pd.Series:
