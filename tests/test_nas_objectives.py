@@ -51,6 +51,30 @@ def test_latency_positive_median_and_mode_restored():
         obj.measure_latency(model, (1, 3, 16, 16), repeats=0)
 
 
+class _Sleeper(nn.Module):
+    """Each call sleeps the next of ``delays`` seconds (cycling)."""
+
+    def __init__(self, delays):
+        super().__init__()
+        self.delays, self.calls = list(delays), 0
+
+    def forward(self, x):
+        import time
+
+        time.sleep(self.delays[self.calls % len(self.delays)])
+        self.calls += 1
+        return x
+
+
+def test_latency_min_is_the_fastest_call():
+    slow_twice = [0.002, 0.06, 0.06]
+    assert obj.measure_latency(_Sleeper(slow_twice), (1, 2), warmup=0, repeats=3) >= 60
+    assert 2 <= obj.measure_latency(_Sleeper(slow_twice), (1, 2), warmup=0, repeats=3,
+                                    stat="min") < 60
+    with pytest.raises(TrainerError, match="latency stat must be one of median, min"):
+        obj.measure_latency(_Sleeper([0.0]), (1, 2), stat="mean")
+
+
 def test_model_objectives_keys():
     out = obj.model_objectives(nn.Linear(3, 2), (1, 3), warmup=0, repeats=2)
     assert out["params"] == 8 and out["flops"] == 12 and out["latency_ms"] > 0

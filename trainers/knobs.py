@@ -579,7 +579,11 @@ LATENCY_DEVICE = DEVICE.replace(name="latency_device", default="cpu",
                                 doc="device that latency is measured on (cpu: comparable "
                                     "across machines)")
 LATENCY_WARMUP = _i("latency_warmup", 3, "untimed runs before the latency is measured")
-LATENCY_REPEATS = _i("latency_repeats", 10, "timed runs at batch 1 (median reported)", low=1)
+LATENCY_REPEATS = _i("latency_repeats", 10, "timed runs at batch 1 (their latency_stat is "
+                     "reported)", low=1)
+LATENCY_STAT = Knob("latency_stat", "choice", "median", "statistic of the timed runs reported "
+                    "as latency_ms: median, or min (the fastest run: steadier when other "
+                    "processes share the CPU)", choices=("median", "min"))
 AUGMENT = Knob("augment", "name", None, "augmentation space (randaugment, autoaugment, ...) or "
                "none; null: inferred from the augmentation parameters present", optional=True)
 
@@ -617,7 +621,8 @@ NAS_KNOBS = KnobTable("nas trainer", [
     CLIP_GRAD.replace(default=None, optional=True, field="grad_clip",
                       doc="clip the global gradient norm to this value (null or 0: off)"),
     LATENCY_TARGET, REWARD, REWARD_WEIGHT, LATENCY_DEVICE,
-    LATENCY_WARMUP, LATENCY_REPEATS, AUGMENT, DEVICE, DETERMINISTIC, CHECKPOINT_EVERY,
+    LATENCY_WARMUP, LATENCY_REPEATS, LATENCY_STAT, AUGMENT, DEVICE, DETERMINISTIC,
+    CHECKPOINT_EVERY,
 ])
 """The ``nas`` trainer's run settings (:class:`trainers.nas.settings.NasTrainConfig`)."""
 

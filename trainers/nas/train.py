@@ -181,7 +181,7 @@ def _measure_objectives(model: nn.Module, cfg: NasTrainConfig, device: torch.dev
         lat_dev = torch.device("cpu")
     lat_model = cpu_model if lat_dev.type == "cpu" else copy.deepcopy(model).to(lat_dev)
     out["latency_ms"] = objectives.measure_latency(lat_model, shape, lat_dev, cfg.latency_warmup,
-                                                   cfg.latency_repeats)
+                                                   cfg.latency_repeats, cfg.latency_stat)
     return out
 
 
