@@ -1,12 +1,16 @@
-"""One-shot NAS on digits (16 px, 30 % of the training images, half of digits held out for
+"""One-shot NAS on digits (16 px, every training image, half of digits held out for
 validation; CPU, one thread): ranking fidelity, ranking cost, outcome.
 
     python bench/oneshot.py [--out bench/oneshot_results.json] [--quick]
 
-1. Train the MnasNet-style supernet (``supernet`` trainer, single-path one-shot).
+1. Train the MnasNet-style supernet (``supernet`` trainer; by default ops {conv, mbconv, skip},
+   kernels {1, 3, 5}, widths {0.125 .. 1}, head 32; sandwich rule with in-place distillation,
+   batch 16).
 2. Ranking fidelity: ``--subnets`` random architectures scored with inherited weights
-   (BatchNorm recalibrated) and trained stand-alone from scratch (``subnet`` trainer,
-   ``--standalone-epochs``); Kendall tau between the two (scipy).
+   (BatchNorm recalibrated, scored on ``--score-val-images`` fixed validation images) and
+   trained stand-alone from scratch (``subnet`` trainer, ``--standalone-epochs``, ``--seeds``
+   seeds averaged); Kendall tau between the two (scipy), and the stand-alone ranking's own
+   seed-0-vs-seed-1 tau (its ceiling).
 3. Ranking cost: seconds to score 1000 random subnets with inherited weights vs three times
    the mean stand-alone training time.
 4. Outcome: multi-trial search = the stand-alone trainings of step 2 (random search, best
@@ -61,34 +65,37 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/oneshot_results.json")
     ap.add_argument("--supernet-epochs", type=int, default=30)
-    ap.add_argument("--standalone-epochs", type=int, default=10)
-    ap.add_argument("--finetune-epochs", type=int, default=10)
+    ap.add_argument("--standalone-epochs", type=int, default=20)
+    ap.add_argument("--finetune-epochs", type=int, default=5)
     ap.add_argument("--subnets", type=int, default=20)
     ap.add_argument("--rank", type=int, default=1000)
     ap.add_argument("--search-evals", type=int, default=200)
     ap.add_argument("--supernet-args", type=json.loads,
-                    default={"expansions": [3, 6], "widths": [0.25, 0.5, 1.0]},
+                    default={"ops": ["conv", "mbconv", "skip"], "kernels": [1, 3, 5],
+                             "expansions": [3, 6], "widths": [0.125, 0.25, 0.5, 1.0],
+                             "head_filters": 32},
                     help='JSON keyword arguments of the supernet factory, e.g. '
                          '\'{"widths": [0.25, 0.5, 1.0]}\'')
-    ap.add_argument("--bn-recalib-batches", type=int, default=8,
+    ap.add_argument("--bn-recalib-batches", type=int, default=2,
                     help="training batches that recalibrate BatchNorm before each score")
     ap.add_argument("--val-fraction", type=float, default=0.5,
                     help="share of digits held out for validation")
-    ap.add_argument("--data-fraction", type=float, default=0.3,
+    ap.add_argument("--data-fraction", type=float, default=1.0,
                     help="share of the training images kept (stratified, fixed by the seed)")
     ap.add_argument("--seeds", type=int, default=2,
                     help="stand-alone trainings per subnet (seeds 0..N-1); their mean accuracy "
                          "is the subnet's stand-alone score")
     ap.add_argument("--sampling", default="sandwich", choices=("uniform", "fair", "sandwich"),
                     help="supernet paths per step (trainers/oneshot/settings.py)")
-    ap.add_argument("--supernet-batch-size", type=int, default=0,
+    ap.add_argument("--supernet-batch-size", type=int, default=16,
                     help="batch size of the supernet training (0: --batch-size)")
     ap.add_argument("--batch-size", type=int, default=64,
                     help="batch size of the stand-alone and final trainings and of the "
                          "BatchNorm recalibration batches")
-    ap.add_argument("--inplace-distill", action="store_true",
-                    help="sandwich only: smaller paths learn from the largest path's predictions")
-    ap.add_argument("--score-val-images", type=int, default=0,
+    ap.add_argument("--inplace-distill", action=argparse.BooleanOptionalAction, default=True,
+                    help="smaller paths learn from the largest path's predictions (only with "
+                         "--sampling sandwich; ignored otherwise)")
+    ap.add_argument("--score-val-images", type=int, default=300,
                     help="inherited-weight scores (fidelity, ranking, search) on this many "
                          "validation images, a fixed random subset (0: all)")
     ap.add_argument("--fidelity-only", action="store_true",
@@ -112,7 +119,7 @@ def main() -> None:
     settings = {"dataset": "digits", "image_size": 16, "batch_size": a.batch_size, "device": "cpu",
                 "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
                 "data_fraction": a.data_fraction, "sampling": a.sampling,
-                "inplace_distill": a.inplace_distill,
+                "inplace_distill": a.inplace_distill and a.sampling == "sandwich",
                 "supernet_args": dict(a.supernet_args)}
     root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
     out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
