@@ -7,8 +7,8 @@ entry of ``filters`` -> head conv 1x1 -> global average pool -> dropout -> linea
 Decisions per block ``i`` (keys as in the ``mnasnet`` library space):
 
 - ``blocks.<i>.op``        OperationSpace ``ops`` from {conv, mbconv, skip}
-- ``blocks.<i>.kernel``    ValueSpace ``kernels`` (shared by conv and mbconv; centre-cropped;
-  ignored by skip)
+- ``blocks.<i>.kernel``    ValueSpace ``kernels`` shared by conv and mbconv (centre-cropped),
+  active iff op in {conv, mbconv}: a skip block's configuration has no kernel
 - ``blocks.<i>.width``     ValueSpace ``widths`` x the block's filters (sliced channels)
 - ``blocks.<i>.expansion`` ValueSpace ``expansions``, active iff op == mbconv
 
@@ -121,22 +121,26 @@ def skip_layer(cin: int, cout: int, stride: int) -> nn.Module:
 
 
 class SuperBlock(nn.Module):
-    """One searched block: width, kernel, op (and, inside mbconv, expansion)."""
+    """One searched block: width, op and, inside the candidates that use them, kernel (conv,
+    mbconv) and expansion (mbconv).
+
+    The kernel ValueSpace is keyed ``blocks.<index>.kernel`` and registered only through the
+    candidates that read it, so its decision is conditional on the op."""
 
     def __init__(self, index: int, cin: Any, filters: int, stride: int, width_scale: float,
                  op_names: Sequence[str], kernels: Sequence[int], expansions: Sequence[int],
                  widths: Sequence[float]) -> None:
         super().__init__()
         self.width = ValueSpace(widths)
-        self.kernel = ValueSpace(kernels)
+        kernel = ValueSpace(kernels, key=f"blocks.{index}.kernel")
         self.out_channels = derive(_channels(filters, width_scale), self.width)
         cands: dict[str, nn.Module] = {}
         for name in op_names:
             if name == "conv":
-                cands[name] = SuperConvLayer(cin, self.out_channels, stride, self.kernel)
+                cands[name] = SuperConvLayer(cin, self.out_channels, stride, kernel)
             elif name == "mbconv":
                 exp = ValueSpace(expansions, key=f"blocks.{index}.expansion")
-                cands[name] = SuperMBConv(cin, self.out_channels, stride, self.kernel, exp)
+                cands[name] = SuperMBConv(cin, self.out_channels, stride, kernel, exp)
             elif name == "skip":
                 cands[name] = SuperSkip(cin, self.out_channels, stride)
             else:
@@ -188,10 +192,27 @@ def mnasnet_supernet(**kwargs: Any) -> MnasNetSupernet:
     return MnasNetSupernet(**kwargs)
 
 
+def _kernel(config: Mapping[str, Any], index: int, op: str, kernels: Sequence[int]) -> int:
+    """Block ``index``'s kernel size: ``config``'s for conv and mbconv; for skip, which has no
+    kernel, the first of ``kernels`` (a placeholder: the stage is replaced by
+    :func:`skip_layer`)."""
+    if op == "skip":
+        return int(kernels[0])
+    return int(config[f"blocks.{index}.kernel"])
+
+
 def standalone(config: Mapping[str, Any], **kwargs: Any) -> nn.Module:
     """The architecture ``config`` built from scratch by :mod:`trainers.nas.mobile`
     (``MobileBackbone`` + ``ClassificationModel``), for supernet arguments ``kwargs``; a
-    ``skip`` block's stage is :func:`skip_layer`."""
+    ``skip`` block's stage is :func:`skip_layer`.
+
+    ``config`` holds ``blocks.<i>.op`` and ``blocks.<i>.width`` for every block,
+    ``blocks.<i>.kernel`` for conv and mbconv blocks and ``blocks.<i>.expansion`` for mbconv
+    blocks; keys a block does not use are ignored (a skip block's kernel may be absent).
+
+    Raises:
+        KeyError: a key the architecture uses is missing.
+    """
     from spaces.library.mnasnet import MobileBlockSpec
     from trainers.nas.heads import ClassificationModel
     from trainers.nas.mobile import MobileBackbone
@@ -208,7 +229,7 @@ def standalone(config: Mapping[str, Any], **kwargs: Any) -> nn.Module:
             skips.append((i, skip_layer(cin, cout, int(s))))
         specs.append(MobileBlockSpec(
             op="conv" if op == "skip" else op, repeats=1, filters=filters, stride=int(s),
-            kernel=int(config[f"blocks.{i}.kernel"]),
+            kernel=_kernel(config, i, op, a["kernels"]),
             expansion=int(config[f"blocks.{i}.expansion"]) if op == "mbconv" else 1,
             se=0.0, activation="relu"))
         cin = cout
