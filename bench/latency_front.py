@@ -148,6 +148,9 @@ def _run_both(args: argparse.Namespace) -> tuple[Path, Path]:
     common = {"storage": storage, "trials": args.trials, "epochs": args.epochs,
               "seed": args.seed, "concurrent": args.concurrent}
     target_name = f"latency_{args.target_ms:g}ms"
+    if args.reward != "soft" or args.reward_weight != 0.07:
+        target_name += f"_{args.reward}" + ("" if args.reward == "hard"
+                                            else f"_w{args.reward_weight:g}")
     specs = [experiment("unconstrained", **common),
              experiment(target_name, target_ms=args.target_ms, reward=args.reward,
                         reward_weight=args.reward_weight, **common)]
