@@ -76,7 +76,7 @@ def main() -> None:
                              "head_filters": 32},
                     help='JSON keyword arguments of the supernet factory, e.g. '
                          '\'{"widths": [0.25, 0.5, 1.0]}\'')
-    ap.add_argument("--bn-recalib-batches", type=int, default=2,
+    ap.add_argument("--bn-recalib-batches", type=int, default=1,
                     help="training batches that recalibrate BatchNorm before each score")
     ap.add_argument("--val-fraction", type=float, default=0.5,
                     help="share of digits held out for validation")
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--inplace-distill", action=argparse.BooleanOptionalAction, default=True,
                     help="smaller paths learn from the largest path's predictions (only with "
                          "--sampling sandwich; ignored otherwise)")
-    ap.add_argument("--score-val-images", type=int, default=300,
+    ap.add_argument("--score-val-images", type=int, default=150,
                     help="inherited-weight scores (fidelity, ranking, search) on this many "
                          "validation images, a fixed random subset (0: all)")
     ap.add_argument("--fidelity-only", action="store_true",
