@@ -42,7 +42,7 @@ from .proxy import ProxyCandidate, select_proxy, variance_check
 from .spec import Experiment
 
 __all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
-           "load_pipeline", "run_pipeline", "replay", "proxy_trial"]
+           "is_full_task", "load_pipeline", "run_pipeline", "replay", "proxy_trial"]
 
 log = logging.getLogger("archtune.pipeline")
 
@@ -248,8 +248,11 @@ class _Runner:
         for settings in pipe.candidates():
             epochs = int(settings.get("epochs", pipe.max_epochs))
             overrides = {k: v for k, v in settings.items() if k != "epochs"}
-            r = self.run_models(_proxy_name(settings), models, {**pipe.data, **overrides},
-                                epochs)
+            if is_full_task(settings, pipe.data, pipe.max_epochs):
+                r = ref  # the reference trainings are this candidate's trainings
+            else:
+                r = self.run_models(_proxy_name(settings), models,
+                                    {**pipe.data, **overrides}, epochs)
             per_step = (r["seconds_per_epoch"] or 0.0) if p.cost == "measured" \
                 else _estimate_cost(settings, pipe.data)
             cands.append(ProxyCandidate(settings=settings, scores=r["steps"], cost=per_step))
@@ -425,6 +428,18 @@ def _stage_inputs(stage: str, order: Any = STAGES) -> list[str]:
               if f.name not in sections and f.name != "source"]
     order = list(order) if stage in order else list(STAGES)
     return shared + order[:order.index(stage) + 1]
+
+
+def is_full_task(settings: Mapping[str, Any], data: Mapping[str, Any], max_epochs: int) -> bool:
+    """True when a proxy candidate's ``settings`` train exactly as the reference models do:
+    ``epochs`` (default ``max_epochs``) equal to ``max_epochs`` and every other key equal to
+    its value in ``data`` (``data_fraction: 1.0``, every image, also when ``data`` leaves it
+    out). Such a candidate's scores are the reference trainings' own, so the pipeline reuses
+    them instead of training the models again."""
+    if int(settings.get("epochs", max_epochs)) != int(max_epochs):
+        return False
+    base = {"data_fraction": 1.0, **dict(data)}
+    return all(k in base and base[k] == v for k, v in settings.items() if k != "epochs")
 
 
 def _proxy_name(settings: Mapping[str, Any]) -> str:
