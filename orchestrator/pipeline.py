@@ -27,17 +27,25 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from spaces.errors import ArchtuneError
 from orchestrator.errors import SpecError
+from spaces.errors import ArchtuneError
 
 from .oneshot_spec import ONESHOT_STAGES, is_oneshot
-from .pipeline_spec import (STAGES, AugmentStage, FinalStage, Pipeline, ProxyStage, SearchStage,
-                            load_pipeline)
+from .pipeline_spec import (
+    STAGES,
+    AugmentStage,
+    FinalStage,
+    Pipeline,
+    ProxyStage,
+    SearchStage,
+    load_pipeline,
+)
 from .proxy import ProxyCandidate, select_proxy, variance_check
 from .spec import Experiment
 

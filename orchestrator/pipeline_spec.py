@@ -28,15 +28,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from orchestrator.errors import SpecError
 
 from .oneshot_spec import SubnetSearchStage, SupernetStage, is_oneshot, validate_oneshot
 from .spec import Experiment
-from .validation import (check_keys, check_type, key_error, read_yaml, require_mapping, spec_to_dict)
+from .validation import check_keys, check_type, key_error, read_yaml, require_mapping, spec_to_dict
 
 __all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
            "load_pipeline"]

@@ -120,6 +120,18 @@ def test_sliced_ops_export_centre_cropped_and_sliced_weights():
     assert torch.allclose(lin(z), lin_plain(z))
 
 
+def _assert_supernet_equals_subnet(net, sub, cfg) -> torch.Tensor:
+    """The supernet in configuration ``cfg`` and its exported ``sub`` give the same outputs
+    (eval mode); returns the input batch used."""
+    net.eval()
+    sub.eval()
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        FixedMutator(net, cfg)
+        assert torch.allclose(net(x), sub(x), atol=1e-5)
+    return x
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_build_subnet_matches_a_from_scratch_build_and_the_supernet(seed):
     net = mnasnet_supernet()
@@ -134,12 +146,7 @@ def test_build_subnet_matches_a_from_scratch_build_and_the_supernet(seed):
     assert count_params(sub) == count_params(standalone(cfg))
     assert not any(isinstance(m, (ops.Conv2d, ops.BatchNorm2d, ValueSpace, OperationSpace))
                    for m in sub.modules())
-    net.eval()
-    sub.eval()
-    x = torch.randn(4, 3, 16, 16)
-    with torch.no_grad():
-        FixedMutator(net, cfg)
-        assert torch.allclose(net(x), sub(x), atol=1e-5)
+    _assert_supernet_equals_subnet(net, sub, cfg)
 
 
 def test_mbconv_at_expansion_one_exports_without_expand_conv():
@@ -381,12 +388,8 @@ def test_skip_op_is_identity_when_shapes_allow_and_a_projection_otherwise():
     assert isinstance(sub.blocks[1].op.proj[0], nn.Conv2d)
     assert sub.blocks[1].op.proj[0].stride == (2, 2)
     assert count_params(sub) == count_params(alone)
-    net.eval()
-    sub.eval()
-    x = torch.randn(4, 3, 16, 16)
+    x = _assert_supernet_equals_subnet(net, sub, cfg)
     with torch.no_grad():
-        FixedMutator(net, cfg)
-        assert torch.allclose(net(x), sub(x), atol=1e-5)
         assert alone.eval()(x).shape == (4, 10)
 
 

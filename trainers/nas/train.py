@@ -40,15 +40,15 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from trainers.api import TrialContext
-from trainers.runtime import resolve_device, seed_everything
 from trainers.nas.settings import (  # noqa: F401 - settings names stay importable from here
     DETECTION_DATASETS,
     OPTIMIZERS,
@@ -57,6 +57,7 @@ from trainers.nas.settings import (  # noqa: F401 - settings names stay importab
     TrackedConfig,
     split_config,
 )
+from trainers.runtime import resolve_device, seed_everything
 
 __all__ = ["WORST_LOSS", "NasTrainConfig", "TrackedConfig", "train"]
 
