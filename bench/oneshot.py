@@ -13,10 +13,16 @@ validation; CPU, one thread): ranking fidelity, ranking cost, outcome.
    seed-0-vs-seed-1 tau (its ceiling).
 3. Ranking cost: seconds to score 1000 random subnets with inherited weights vs three times
    the mean stand-alone training time.
-4. Outcome: multi-trial search = the stand-alone trainings of step 2 (random search, best
-   accuracy, total training seconds) vs the one-shot pipeline's steps (supernet + evolution
-   over inherited weights + final training of the top 2, fine-tuned from inherited weights
-   and, separately, trained from scratch), its compute counted in seconds.
+4. Outcome: the one-shot pipeline's steps (supernet + evolution over inherited weights +
+   final training of the top 2, fine-tuned from inherited weights and, separately, trained
+   from scratch; compute counted in seconds) against two multi-trial searches on the same
+   space: (a) the stand-alone trainings of step 2 (a 20-trial random search) and (b) the same
+   evolutionary search driver with stand-alone trainings as its evaluations
+   (``--multi-method``; a configuration trained in step 2 with seed 0 is not trained again),
+   run until its compute reaches 5x the one-shot pipeline's (at most ``--multi-trials``
+   evaluations). For (b) the figure is the multi-trial best at that point. Both searches' picks are then trained again with fresh seeds
+   (``--retrain-seeds``): a best-of-N score carries the winner's curse, the re-trained mean
+   does not.
 
 Everything runs in this process, sequentially, with ``torch.set_num_threads(1)``: the same
 code the Ray pipeline stages run, without Ray's scheduling.
@@ -98,6 +104,12 @@ def main() -> None:
     ap.add_argument("--score-val-images", type=int, default=150,
                     help="inherited-weight scores (fidelity, ranking, search) on this many "
                          "validation images, a fixed random subset (0: all)")
+    ap.add_argument("--multi-trials", type=int, default=150,
+                    help="most evaluations of the multi-trial search (b), which stops once its "
+                         "compute reaches 5x the one-shot pipeline's; 0 skips it")
+    ap.add_argument("--multi-method", default="evolution", choices=("evolution", "random"))
+    ap.add_argument("--retrain-seeds", type=int, default=2,
+                    help="fresh seeds for re-training each search's pick (seeds 1..N)")
     ap.add_argument("--fidelity-only", action="store_true",
                     help="stop after the ranking-fidelity step")
     ap.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
@@ -105,6 +117,7 @@ def main() -> None:
     if a.quick:
         a.supernet_epochs, a.standalone_epochs, a.finetune_epochs = 2, 2, 1
         a.subnets, a.rank, a.search_evals = 4, 20, 20
+        a.multi_trials, a.retrain_seeds = 6, 1
     import numpy as np
     import torch
     from scipy.stats import kendalltau
@@ -232,6 +245,90 @@ def main() -> None:
     print(f"multi-trial random search: best {multi_best:.4f} in {multi_s:.1f}s "
           f"(1/5 = {multi_s / 5:.1f}s)", flush=True)
     save()
+    if a.multi_trials > 0:
+        out["outcome"]["multi_trial_search"] = _outcome_vs_search(
+            space, settings, root, a, archs, alone_runs, alone_s, top, finals["scratch"])
+        save()
+
+
+def _outcome_vs_search(space, settings: dict, root: Path, a, archs: list, alone_runs: list,
+                       alone_s: list, top: list, scratch: dict) -> dict:
+    """Multi-trial search (b) against the one-shot pipeline (final from scratch): the
+    multi-trial best once its compute reaches 5x the one-shot pipeline's, and both searches'
+    picks re-trained with seeds 1..``retrain_seeds``."""
+    import numpy as np
+
+    from trainers.oneshot.train import train_subnet
+
+    def train(c: dict, name: str, seed: int = 0):
+        return _train(train_subnet, {**settings, **c}, root, name, a.standalone_epochs, seed)
+
+    seed0 = {space.config_id(c): (runs[0], alone_s[i * a.seeds])
+             for i, (c, runs) in enumerate(zip(archs, alone_runs))}
+    budget = 5 * scratch["pipeline_seconds"]
+    multi = _multi_trial_search(space, train, seed0, a, budget)
+    at = next((i for i, s in enumerate(multi["cum_seconds"]) if s >= budget), None)
+    picks = {"oneshot": top[int(np.argmax(scratch["val_acc"]))]}
+    if at is not None:
+        picks["multi_trial"] = max(multi["rows"][:at + 1], key=lambda r: r["val_acc"])["config"]
+    retrained = {k: [train(c, f"retrain_{k}_{s}", s)[0].results[-1]["val_acc"]
+                     for s in range(1, a.retrain_seeds + 1)] for k, c in picks.items()}
+    res = {"method": a.multi_method, "evaluations": a.multi_trials,
+           "best_so_far": multi["best_so_far"], "cum_seconds": multi["cum_seconds"],
+           "oneshot_seconds": scratch["pipeline_seconds"], "budget_5x": budget,
+           "index_at_5x": at, "best_at_5x": None if at is None else multi["best_so_far"][at],
+           "picks": picks, "retrained": retrained,
+           "retrained_mean": {k: float(np.mean(v)) for k, v in retrained.items()}}
+    at_5x = "not reached" if at is None else f"{res['best_at_5x']:.4f} (trial {at + 1})"
+    print(f"multi-trial {a.multi_method}: best {multi['best_so_far'][-1]:.4f} in "
+          f"{multi['cum_seconds'][-1]:.1f}s; at 5x the one-shot compute ({budget:.1f}s): "
+          f"{at_5x}; one-shot final {max(scratch['val_acc']):.4f}; re-trained means "
+          f"{res['retrained_mean']}", flush=True)
+    return res
+
+
+class _BudgetSpent(Exception):
+    """Raised inside the multi-trial search's evaluation once its compute budget is spent."""
+
+
+def _multi_trial_search(space, train, seed0: dict, a, budget: float) -> dict:
+    """The multi-trial search: ``search_subnets`` with one stand-alone training (seed 0) per
+    distinct configuration as the evaluation, until its training seconds reach ``budget`` or
+    ``a.multi_trials`` evaluations; ``seed0`` (config id -> (val_acc, seconds)) holds trainings
+    already made. Returns the configurations with their scores in order (``rows``), the
+    best-so-far curve and the cumulative training seconds (a configuration seen before costs
+    nothing again)."""
+    from orchestrator.oneshot import search_subnets
+
+    done = dict(seed0)
+    rows: list[dict] = []
+    cum: list[float] = []
+
+    def evaluate(configs):
+        out = []
+        for c in configs:
+            if cum and cum[-1] >= budget:
+                raise _BudgetSpent
+            cid = space.config_id(c)
+            seen = any(space.config_id(r["config"]) == cid for r in rows)
+            if cid not in done:
+                ctx, t = train(c, f"multi_{len(rows)}")
+                done[cid] = (ctx.results[-1]["val_acc"], t)
+            cum.append((cum[-1] if cum else 0.0) + (0.0 if seen else done[cid][1]))
+            rows.append({"config": dict(c), "val_acc": done[cid][0]})
+            out.append({"val_acc": done[cid][0]})
+        return out
+
+    try:
+        search_subnets(space, evaluate, method=a.multi_method, evaluations=a.multi_trials,
+                       population_size=20, sample_size=5, mutation_prob=0.3, batch_size=10,
+                       seed=0)
+    except _BudgetSpent:
+        pass
+    best: list[float] = []
+    for r in rows:
+        best.append(max(r["val_acc"], best[-1] if best else 0.0))
+    return {"rows": rows, "best_so_far": best, "cum_seconds": cum}
 
 
 if __name__ == "__main__":
