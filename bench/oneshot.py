@@ -67,7 +67,7 @@ def _val_subset(val_loader, n: int) -> list:
     return [(x, y)]
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench/oneshot_results.json")
     ap.add_argument("--supernet-epochs", type=int, default=30)
@@ -118,137 +118,180 @@ def main() -> None:
         a.supernet_epochs, a.standalone_epochs, a.finetune_epochs = 2, 2, 1
         a.subnets, a.rank, a.search_evals = 4, 20, 20
         a.multi_trials, a.retrain_seeds = 6, 1
-    import numpy as np
+    return a
+
+
+def main() -> None:
     import torch
-    from scipy.stats import kendalltau
 
-    from orchestrator.oneshot import search_subnets
-    from trainers.oneshot import RandomMutator, search_space
-    from trainers.oneshot.evaluate import SubnetEvaluator, subnet_cost
-    from trainers.oneshot.settings import OneShotConfig
-    from trainers.oneshot.train import data_loaders, load_supernet, train_subnet, train_supernet
-
+    a = _args()
     torch.set_num_threads(1)
-    settings = {"dataset": "digits", "image_size": 16, "batch_size": a.batch_size, "device": "cpu",
-                "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
-                "data_fraction": a.data_fraction, "sampling": a.sampling,
-                "inplace_distill": a.inplace_distill and a.sampling == "sandwich",
-                "supernet_args": dict(a.supernet_args)}
-    root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
-    out: dict = {"settings": {**settings, **vars(a)}, "torch_threads": 1}
-
-    def save() -> None:
-        Path(a.out).write_text(json.dumps(out, indent=2, default=str))
-
-    super_batch = a.supernet_batch_size or a.batch_size
-    sctx, t_super = _train(train_supernet, {**settings, "eval_subnets": 1,
-                                            "batch_size": super_batch},
-                           root, "supernet", a.supernet_epochs)
-    ckpt = sctx.last_checkpoint
-    out["supernet"] = {"seconds": t_super, "val_acc_last": sctx.results[-1]["val_acc"]}
-    print(f"supernet: {t_super:.1f}s, probe val_acc {sctx.results[-1]['val_acc']:.3f}", flush=True)
-    save()
-
-    net = load_supernet(ckpt)
-    space = search_space(net)
-    cfg = OneShotConfig.from_dict(settings)
-    tl, vl = data_loaders(cfg, 0)
-    ev = SubnetEvaluator(net, tl, _val_subset(vl, a.score_val_images), cfg.bn_recalib_batches,
-                         "cpu")
-    mut = RandomMutator(net, seed=1)
-    archs, seen = [], set()
-    while len(archs) < a.subnets:
-        c = mut.sample()
-        if space.config_id(c) not in seen:
-            seen.add(space.config_id(c))
-            archs.append(c)
-    inherited = [ev(c)["val_acc"] for c in archs]
-    alone, alone_s, alone_runs = [], [], []
-    for i, c in enumerate(archs):
-        runs = []
-        for s in range(a.seeds):
-            ctx, t = _train(train_subnet, {**settings, **c}, root, f"alone_{i}_{s}",
-                            a.standalone_epochs, seed=s)
-            runs.append(ctx.results[-1]["val_acc"])
-            alone_s.append(t)
-        alone_runs.append(runs)
-        alone.append(float(np.mean(runs)))
-        print(f"stand-alone {i}: {alone[-1]:.4f} {runs} (inherited {inherited[i]:.4f})",
-              flush=True)
-    tau, p = kendalltau(inherited, alone)
-    out["fidelity"] = {"n": len(archs), "kendall_tau": float(tau), "p_value": float(p),
-                       "inherited": inherited, "standalone": alone,
-                       "standalone_runs": alone_runs,
-                       "standalone_seconds": alone_s, "archs": archs}
-    print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
-    if a.seeds >= 2:  # how well the stand-alone ranking reproduces itself: the ceiling
-        seed_tau = float(kendalltau([r[0] for r in alone_runs], [r[1] for r in alone_runs])[0])
-        out["fidelity"]["seed_vs_seed_tau"] = seed_tau
-        print(f"stand-alone seed 0 vs seed 1 Kendall tau {seed_tau:.3f}", flush=True)
-    save()
+    b = _Bench(a)
+    b.train_supernet()
+    b.fidelity()
     if a.fidelity_only:
         return
+    b.ranking_cost()
+    top, scratch = b.oneshot_pipeline()
+    if a.multi_trials > 0:
+        b.out["outcome"]["multi_trial_search"] = _outcome_vs_search(
+            b.space, b.settings, b.root, a, b.archs, b.alone_runs, b.alone_s, top, scratch)
+        b.save()
 
-    rank_cfgs = [mut.sample() for _ in range(a.rank)]
-    t0 = time.perf_counter()
-    scores = [ev(c)["val_acc"] for c in rank_cfgs]
-    t_rank = time.perf_counter() - t0
-    out["cost"] = {"rank_n": a.rank, "rank_seconds": t_rank,
-                   "standalone_mean_seconds": float(np.mean(alone_s)),
-                   "three_standalone_seconds": 3 * float(np.mean(alone_s)),
-                   "rank_best_val_acc": max(scores)}
-    print(f"ranking {a.rank} subnets: {t_rank:.1f}s vs 3 stand-alone "
-          f"{3 * np.mean(alone_s):.1f}s", flush=True)
-    save()
 
-    def evaluate(configs):
-        rows = []
-        for c in configs:
-            r = dict(ev(c))
-            r.update(subnet_cost(net, c, 16))
-            rows.append(r)
-        return rows
+class _Bench:
+    """The bench's steps in order, sharing the supernet, its evaluator and the results dict
+    (``out``, written to ``a.out`` after every step)."""
 
-    t0 = time.perf_counter()
-    rows = search_subnets(space, evaluate, evaluations=a.search_evals, population_size=20,
-                          sample_size=5, mutation_prob=0.3, batch_size=10, seed=0)
-    t_search = time.perf_counter() - t0
-    rows.sort(key=lambda r: -r["val_acc"])
-    top, ids = [], set()
-    for r in rows:
-        if space.config_id(r["config"]) not in ids:
-            ids.add(space.config_id(r["config"]))
-            top.append(r["config"])
-        if len(top) == 2:
-            break
-    finals = {}
-    for init, epochs in (("inherit", a.finetune_epochs), ("scratch", a.standalone_epochs)):
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.settings = {
+            "dataset": "digits", "image_size": 16, "batch_size": a.batch_size, "device": "cpu",
+            "bn_recalib_batches": a.bn_recalib_batches, "val_fraction": a.val_fraction,
+            "data_fraction": a.data_fraction, "sampling": a.sampling,
+            "inplace_distill": a.inplace_distill and a.sampling == "sandwich",
+            "supernet_args": dict(a.supernet_args)}
+        self.root = Path(tempfile.mkdtemp(prefix="oneshot_bench_"))
+        self.out: dict = {"settings": {**self.settings, **vars(a)}, "torch_threads": 1}
+
+    def save(self) -> None:
+        Path(self.a.out).write_text(json.dumps(self.out, indent=2, default=str))
+
+    def train_supernet(self) -> None:
+        """Step 1; then the evaluator of inherited-weight scores and a mutator (seed 1)."""
+        from trainers.oneshot import RandomMutator, search_space
+        from trainers.oneshot.evaluate import SubnetEvaluator
+        from trainers.oneshot.settings import OneShotConfig
+        from trainers.oneshot.train import data_loaders, load_supernet, train_supernet
+
+        a = self.a
+        sctx, self.t_super = _train(train_supernet, {
+            **self.settings, "eval_subnets": 1,
+            "batch_size": a.supernet_batch_size or a.batch_size}, self.root, "supernet",
+            a.supernet_epochs)
+        self.ckpt = sctx.last_checkpoint
+        probe = sctx.results[-1]["val_acc"]
+        self.out["supernet"] = {"seconds": self.t_super, "val_acc_last": probe}
+        print(f"supernet: {self.t_super:.1f}s, probe val_acc {probe:.3f}", flush=True)
+        self.save()
+        self.net = load_supernet(self.ckpt)
+        self.space = search_space(self.net)
+        cfg = OneShotConfig.from_dict(self.settings)
+        tl, vl = data_loaders(cfg, 0)
+        self.ev = SubnetEvaluator(self.net, tl, _val_subset(vl, a.score_val_images),
+                                  cfg.bn_recalib_batches, "cpu")
+        self.mut = RandomMutator(self.net, seed=1)
+
+    def fidelity(self) -> None:
+        """Step 2: inherited vs stand-alone scores of ``a.subnets`` distinct random subnets."""
+        import numpy as np
+        from scipy.stats import kendalltau
+
+        from trainers.oneshot.train import train_subnet
+
+        a, space = self.a, self.space
+        archs: list[dict] = []
+        while len(archs) < a.subnets:
+            c = self.mut.sample()
+            if all(space.config_id(c) != space.config_id(x) for x in archs):
+                archs.append(c)
+        inherited = [self.ev(c)["val_acc"] for c in archs]
+        alone, self.alone_s, self.alone_runs = [], [], []
+        for i, c in enumerate(archs):
+            runs = []
+            for s in range(a.seeds):
+                ctx, t = _train(train_subnet, {**self.settings, **c}, self.root,
+                                f"alone_{i}_{s}", a.standalone_epochs, seed=s)
+                runs.append(ctx.results[-1]["val_acc"])
+                self.alone_s.append(t)
+            self.alone_runs.append(runs)
+            alone.append(float(np.mean(runs)))
+            print(f"stand-alone {i}: {alone[-1]:.4f} {runs} (inherited {inherited[i]:.4f})",
+                  flush=True)
+        self.archs = archs
+        tau, p = kendalltau(inherited, alone)
+        fid = {"n": len(archs), "kendall_tau": float(tau), "p_value": float(p),
+               "inherited": inherited, "standalone": alone, "standalone_runs": self.alone_runs,
+               "standalone_seconds": self.alone_s, "archs": archs}
+        print(f"Kendall tau {tau:.3f} (p={p:.3g}) over {len(archs)} subnets", flush=True)
+        if a.seeds >= 2:  # how well the stand-alone ranking reproduces itself: the ceiling
+            runs0, runs1 = zip(*((r[0], r[1]) for r in self.alone_runs))
+            fid["seed_vs_seed_tau"] = float(kendalltau(runs0, runs1)[0])
+            print(f"stand-alone seed 0 vs seed 1 Kendall tau {fid['seed_vs_seed_tau']:.3f}",
+                  flush=True)
+        self.out["fidelity"] = fid
+        self.save()
+
+    def ranking_cost(self) -> None:
+        """Step 3: ``a.rank`` inherited-weight scores against three stand-alone trainings."""
+        import numpy as np
+
+        cfgs = [self.mut.sample() for _ in range(self.a.rank)]
+        t0 = time.perf_counter()
+        scores = [self.ev(c)["val_acc"] for c in cfgs]
+        t_rank = time.perf_counter() - t0
+        mean_alone = float(np.mean(self.alone_s))
+        self.out["cost"] = {"rank_n": self.a.rank, "rank_seconds": t_rank,
+                            "standalone_mean_seconds": mean_alone,
+                            "three_standalone_seconds": 3 * mean_alone,
+                            "rank_best_val_acc": max(scores)}
+        print(f"ranking {self.a.rank} subnets: {t_rank:.1f}s vs 3 stand-alone "
+              f"{3 * mean_alone:.1f}s", flush=True)
+        self.save()
+
+    def oneshot_pipeline(self) -> tuple[list[dict], dict]:
+        """Step 4, one-shot side: evolution over inherited scores, then the top 2 fine-tuned
+        and trained from scratch; against the 20-trial random search of step 2. Returns the
+        top 2 and the from-scratch final's figures."""
+        from orchestrator.oneshot import search_subnets
+        from trainers.oneshot.evaluate import subnet_cost
+
+        a, space = self.a, self.space
+
+        def evaluate(configs):
+            return [{**self.ev(c), **subnet_cost(self.net, c, 16)} for c in configs]
+
+        t0 = time.perf_counter()
+        rows = search_subnets(space, evaluate, evaluations=a.search_evals, population_size=20,
+                              sample_size=5, mutation_prob=0.3, batch_size=10, seed=0)
+        t_search = time.perf_counter() - t0
+        top: list[dict] = []
+        for r in sorted(rows, key=lambda r: -r["val_acc"]):
+            if all(space.config_id(r["config"]) != space.config_id(c) for c in top):
+                top.append(r["config"])
+            if len(top) == 2:
+                break
+        finals = {init: self._finals(top, init, epochs, t_search)
+                  for init, epochs in (("inherit", a.finetune_epochs),
+                                       ("scratch", a.standalone_epochs))}
+        # the 20-trial random search: one training per subnet of step 2 (seed 0)
+        multi_best = max(runs[0] for runs in self.alone_runs)
+        multi_s = sum(self.alone_s[::a.seeds])
+        self.out["outcome"] = {"search_seconds": t_search, "search_evals": a.search_evals,
+                               "top2": top, "final": finals,
+                               "multi_trial": {"trials": len(self.archs), "best": multi_best,
+                                               "seconds": multi_s}}
+        print(f"multi-trial random search: best {multi_best:.4f} in {multi_s:.1f}s "
+              f"(1/5 = {multi_s / 5:.1f}s)", flush=True)
+        self.save()
+        return top, finals["scratch"]
+
+    def _finals(self, top: list[dict], init: str, epochs: int, t_search: float) -> dict:
+        from trainers.oneshot.train import train_subnet
+
+        extra = {"init": "inherit", "supernet_checkpoint": str(self.ckpt)} \
+            if init == "inherit" else {}
         accs, secs = [], []
         for i, c in enumerate(top):
-            extra = {"init": "inherit", "supernet_checkpoint": str(ckpt)} if init == "inherit" else {}
-            ctx, t = _train(train_subnet, {**settings, **c, **extra}, root, f"final_{init}_{i}",
-                            epochs)
+            ctx, t = _train(train_subnet, {**self.settings, **c, **extra}, self.root,
+                            f"final_{init}_{i}", epochs)
             accs.append(ctx.results[-1]["val_acc"])
             secs.append(t)
-        total = t_super + t_search + sum(secs)
-        finals[init] = {"epochs": epochs, "val_acc": accs, "best": max(accs),
-                        "final_seconds": secs, "pipeline_seconds": total}
+        total = self.t_super + t_search + sum(secs)
         print(f"one-shot final ({init}, {epochs} ep): best {max(accs):.4f}, pipeline "
               f"{total:.1f}s", flush=True)
-    # the multi-trial search is one training per subnet (seed 0), as a random search runs it
-    multi_best = max(runs[0] for runs in alone_runs)
-    multi_s = sum(alone_s[::a.seeds])
-    out["outcome"] = {"search_seconds": t_search, "search_evals": a.search_evals,
-                      "top2": top, "final": finals,
-                      "multi_trial": {"trials": len(alone), "best": multi_best,
-                                      "seconds": multi_s}}
-    print(f"multi-trial random search: best {multi_best:.4f} in {multi_s:.1f}s "
-          f"(1/5 = {multi_s / 5:.1f}s)", flush=True)
-    save()
-    if a.multi_trials > 0:
-        out["outcome"]["multi_trial_search"] = _outcome_vs_search(
-            space, settings, root, a, archs, alone_runs, alone_s, top, finals["scratch"])
-        save()
+        return {"epochs": epochs, "val_acc": accs, "best": max(accs), "final_seconds": secs,
+                "pipeline_seconds": total}
 
 
 def _outcome_vs_search(space, settings: dict, root: Path, a, archs: list, alone_runs: list,
