@@ -19,17 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-__all__ = ["SMALL_DETECTOR", "train_one", "main"]
+__all__ = ["SMALL_DETECTOR", "main", "train_one"]
 
 # reduced-width SpineNet / NAS-FPN + RetinaNet settings for a 2-core CPU
-SMALL_DETECTOR = dict(task="detection", image_size=96, filter_scale=0.125, endpoint_filters=32,
-                      head_convs=2, head_filters=32, anchor_scale=2.0, optimizer="adamw",
-                      lr=3e-3, weight_decay=1e-4, batch_size=8, num_train_images=1024,
-                      num_val_images=96, grad_clip=10.0, warmup_epochs=1, latency_repeats=3,
-                      checkpoint_every=0, device="cpu")
-NASFPN_EXTRA = dict(fpn_filters=32, fpn_repeats=1, fpn_backbone="resnet10t")
+SMALL_DETECTOR = {
+    "task": "detection", "image_size": 96, "filter_scale": 0.125, "endpoint_filters": 32,
+    "head_convs": 2, "head_filters": 32, "anchor_scale": 2.0, "optimizer": "adamw", "lr": 3e-3,
+    "weight_decay": 1e-4, "batch_size": 8, "num_train_images": 1024, "num_val_images": 96,
+    "grad_clip": 10.0, "warmup_epochs": 1, "latency_repeats": 3, "checkpoint_every": 0,
+    "device": "cpu"}
+NASFPN_EXTRA = {"fpn_filters": 32, "fpn_repeats": 1, "fpn_backbone": "resnet10t"}
 
 
 def train_one(arch_config: dict, epochs: int, threads: int = 1, seed: int = 0) -> dict:

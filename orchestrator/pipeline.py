@@ -49,8 +49,19 @@ from .pipeline_spec import (
 from .proxy import ProxyCandidate, select_proxy, variance_check
 from .spec import Experiment
 
-__all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
-           "is_full_task", "load_pipeline", "run_pipeline", "replay", "proxy_trial"]
+__all__ = [
+    "STAGES",
+    "AugmentStage",
+    "FinalStage",
+    "Pipeline",
+    "ProxyStage",
+    "SearchStage",
+    "is_full_task",
+    "load_pipeline",
+    "proxy_trial",
+    "replay",
+    "run_pipeline",
+]
 
 log = logging.getLogger("archtune.pipeline")
 
@@ -399,7 +410,7 @@ class _Runner:
         return {}
 
 
-def run_pipeline(spec: "Pipeline | str | Path | Mapping[str, Any]", address: str | None = None,
+def run_pipeline(spec: Pipeline | str | Path | Mapping[str, Any], address: str | None = None,
                  *, verbose: bool = False) -> dict[str, Any]:
     """Validate ``spec`` (before Ray starts) and run its stages in order; returns the summary
     written to ``<storage>/<name>/pipeline.json`` (plus ``path``). Finished stages and stage

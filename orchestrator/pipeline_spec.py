@@ -39,8 +39,15 @@ from .oneshot_spec import SubnetSearchStage, SupernetStage, is_oneshot, validate
 from .spec import Experiment
 from .validation import check_keys, check_type, key_error, read_yaml, require_mapping, spec_to_dict
 
-__all__ = ["Pipeline", "ProxyStage", "SearchStage", "FinalStage", "AugmentStage", "STAGES",
-           "load_pipeline"]
+__all__ = [
+    "STAGES",
+    "AugmentStage",
+    "FinalStage",
+    "Pipeline",
+    "ProxyStage",
+    "SearchStage",
+    "load_pipeline",
+]
 
 STAGES = ("proxy", "search", "final", "augment")
 _NONE = type(None)
@@ -161,7 +168,7 @@ class Pipeline:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str | Path | None = None,
-                  validate: bool = True) -> "Pipeline":
+                  validate: bool = True) -> Pipeline:
         where = str(source) if source is not None else None
         require_mapping(d, where, "pipeline")
         check_keys(d, cls, cls._TYPES, where=where)
@@ -183,7 +190,7 @@ class Pipeline:
         return pipe
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | Path, *, validate: bool = True) -> "Pipeline":
+    def from_yaml(cls, path_or_text: str | Path, *, validate: bool = True) -> Pipeline:
         """Read a pipeline file (a path) or YAML text."""
         data, source = read_yaml(path_or_text, "pipeline")
         return cls.from_dict(data, source=source, validate=validate)
@@ -217,7 +224,7 @@ class Pipeline:
         return [dict(x) for x in c]
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> "Pipeline":
+    def validate(self) -> Pipeline:
         where = self.source or "pipeline"
         if not self.name or any(ch in self.name for ch in "/\\"):
             raise key_error(where, "name", f"must be a non-empty folder name, got {self.name!r}")
@@ -321,7 +328,7 @@ def _prefixed(fn, where: str, prefix: str) -> None:
         raise SpecError(f"{where}: key '{prefix}{rest}" if sep else f"{where}: {msg}") from None
 
 
-def load_pipeline(spec: "Pipeline | str | Path | Mapping[str, Any]") -> Pipeline:
+def load_pipeline(spec: Pipeline | str | Path | Mapping[str, Any]) -> Pipeline:
     """Accept a Pipeline, a mapping, a YAML path or YAML text."""
     if isinstance(spec, Pipeline):
         return spec

@@ -47,7 +47,7 @@ def format_table(res: Results, max_rows: int = 50) -> str:
     cfg_cols = [c for c in df.columns if c.startswith("config/")]
     cols += cfg_cols[:8]
     view = df[[c for c in cols if c in df.columns]].copy()
-    view.columns = [c[len("config/"):] if c.startswith("config/") else c for c in view.columns]
+    view.columns = [c.removeprefix("config/") for c in view.columns]
     if res.metric in view.columns:
         view = view.sort_values(res.metric, ascending=res.mode == "min", na_position="last")
     with pd.option_context("display.width", 200, "display.max_columns", 30,

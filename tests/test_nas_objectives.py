@@ -138,7 +138,7 @@ def test_pareto_front_random_points_are_non_dominated():
     pts = [{"x": a, "y": b, "z": c} for a, b, c in vals]
     modes = {"x": "max", "y": "min", "z": "max"}
     front = obj.pareto_front(pts, modes)
-    key = lambda p: (p["x"], -p["y"], p["z"])  # noqa: E731
+    key = lambda p: (p["x"], -p["y"], p["z"])
     for p in pts:
         dominated = any(obj.dominates(key(q), key(p)) for q in pts)
         assert (p in front) == (not dominated)

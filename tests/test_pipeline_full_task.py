@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from trainers_for_tests import NAS_TOY_SPACE
 
 from orchestrator.pipeline import is_full_task, run_pipeline

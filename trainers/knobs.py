@@ -33,21 +33,21 @@ from typing import Any
 from trainers.errors import TrainerError
 
 __all__ = [
-    "Knob",
-    "KnobTable",
-    "knob_dataclass",
-    "FINETUNE_KNOBS",
-    "NAS_KNOBS",
-    "DATA_KNOBS",
-    "TABLES",
-    "OPTIMIZERS",
-    "NAS_OPTIMIZERS",
-    "SCHEDULERS",
     "AUGMENTATIONS",
     "AUTO_AUGMENT_POLICIES",
-    "TASKS",
+    "DATA_KNOBS",
+    "FINETUNE_KNOBS",
+    "NAS_KNOBS",
+    "NAS_OPTIMIZERS",
+    "OPTIMIZERS",
     "REWARDS",
+    "SCHEDULERS",
+    "TABLES",
+    "TASKS",
+    "Knob",
+    "KnobTable",
     "help_text",
+    "knob_dataclass",
     "render_markdown",
 ]
 
@@ -280,7 +280,7 @@ class Knob:
                 text += f" (did you mean {', '.join(repr(c) for c in close)}?)"
         return text
 
-    def replace(self, **changes: Any) -> "Knob":
+    def replace(self, **changes: Any) -> Knob:
         """This knob with some attributes changed (another default, domain or field name; a
         new ``name`` without a ``field`` derives the field from the new name)."""
         if "name" in changes and "field" not in changes:
@@ -674,12 +674,12 @@ def _md_cell(text: str) -> str:
 def render_markdown() -> str:
     """``docs/trainer-knobs.md``: one table per trainer, generated from the declarations."""
     out = ["# Trainer knobs", "",
-           "Generated from `trainers/knobs.py` by `python -m trainers.knobs > "
-           "docs/trainer-knobs.md`; do not edit by hand.", "",
-           "Every key is written as in the trial config (an experiment's `space`, `fixed` and "
-           "`data:` sections). A key may also be written as any of its aliases, but not twice "
-           "in one config. Unknown keys, wrong types and out-of-domain values are rejected "
-           "before training, with the closest valid names.", ""]
+           ("Generated from `trainers/knobs.py` by `python -m trainers.knobs > "
+            "docs/trainer-knobs.md`; do not edit by hand."), "",
+           ("Every key is written as in the trial config (an experiment's `space`, `fixed` and "
+            "`data:` sections). A key may also be written as any of its aliases, but not twice "
+            "in one config. Unknown keys, wrong types and out-of-domain values are rejected "
+            "before training, with the closest valid names."), ""]
     for trainer, table in TABLES.items():
         out += [f"## `{trainer}` trainer", "", "| key | aliases | value | default | meaning |",
                 "|---|---|---|---|---|"]

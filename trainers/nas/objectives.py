@@ -35,16 +35,16 @@ from torch import nn
 from trainers.errors import TrainerError
 
 __all__ = [
-    "count_params",
     "count_flops",
-    "measure_latency",
-    "soft_reward",
-    "hard_reward",
-    "mnasnet_reward",
-    "reward",
+    "count_params",
     "dominates",
-    "pareto_front",
+    "hard_reward",
+    "measure_latency",
+    "mnasnet_reward",
     "model_objectives",
+    "pareto_front",
+    "reward",
+    "soft_reward",
 ]
 
 
